@@ -28,6 +28,7 @@ import yaml
 from cattrs.errors import AttributeValidationNote, ClassValidationError, ForbiddenExtraKeysError
 
 from tjf_core.errors import InvalidInputError, InvalidJobError, Problem
+from tjf_core.images import ImageCatalog
 from tjf_core.model import (
     Concurrency,
     Emails,
@@ -417,10 +418,11 @@ def job_to_yaml_entry(spec: JobSpec, *, wait: bool = False) -> dict[str, Any]:
     return entry
 
 
-def load_jobs_file(text: str) -> list[JobsFileEntry]:
+def load_jobs_file(text: str, *, catalog: ImageCatalog | None = None) -> list[JobsFileEntry]:
     """Parse a whole jobs.yaml; every problem of every entry is reported at once.
 
     Problems are placed under the entry's job name (or its position), e.g. ``myjob.retry``.
+    With a ``catalog``, every entry's image must be in it.
     """
     try:
         data = yaml.safe_load(text)
@@ -444,6 +446,8 @@ def load_jobs_file(text: str) -> list[JobsFileEntry]:
             label = item["name"]
         try:
             entry = job_from_yaml_entry(item)
+            if catalog is not None:
+                catalog.resolve(entry.spec.image)
         except InvalidInputError as error:
             problems.extend(p.under(label) for p in error.problems)
             continue

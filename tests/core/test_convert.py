@@ -20,6 +20,7 @@ from tjf_core.convert import (
     spec_to_json,
 )
 from tjf_core.errors import InvalidInputError, InvalidJobError
+from tjf_core.images import ImageCatalog
 from tjf_core.model import Emails, HealthCheckType, JobKind, JobSpec
 
 
@@ -205,3 +206,14 @@ def test_jobs_yaml_round_trip(spec: JobSpec) -> None:
 def test_dump_keeps_characters_yaml_would_fold() -> None:
     spec = JobSpec(name="a", command="echo a\x85b\u2028c\u2029d é", image="i")
     assert load_jobs_file(dump_jobs_file([spec]))[0].spec == spec
+
+
+def test_jobs_file_images_are_checked_against_a_catalog() -> None:
+    catalog = ImageCatalog.from_yaml("python3.11: {image: registry/py311:latest}\n")
+    text = "- {name: a, command: x, image: python3.11}\n- {name: b, command: x, image: py2}\n"
+    assert len(load_jobs_file(text)) == 2  # without a catalog, any image name is taken
+    with pytest.raises(InvalidInputError) as caught:
+        load_jobs_file(text, catalog=catalog)
+    (problem,) = caught.value.problems
+    assert problem.path == "b.image"
+    assert "is not a known image" in problem.message
