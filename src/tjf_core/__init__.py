@@ -66,7 +66,9 @@ if TYPE_CHECKING:
     from tjf_core.readback import is_up_to_date, read_spec
     from tjf_core.render import ToolContext, render_job
     from tjf_core.restart import render_manual_run, render_restart_patch
+    from tjf_core.runtime import Runtime, ToolObjects
     from tjf_core.schedule import expand_schedule, next_fire, parse_cron, previous_fire
+    from tjf_core.service import ApplyResult, Job, JobList, JobService
     from tjf_core.settings import IdentitySettings, RenderSettings, Settings
     from tjf_core.status import JobObjects, JobStatus, StatusShort, group_objects, job_status
 
@@ -89,6 +91,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "render": ("ToolContext", "render_job"),
     "restart": ("render_manual_run", "render_restart_patch"),
     "schedule": ("expand_schedule", "next_fire", "parse_cron", "previous_fire"),
+    "runtime": ("Runtime", "ToolObjects"),
+    "service": ("ApplyResult", "Job", "JobList", "JobService"),
     "settings": ("IdentitySettings", "RenderSettings", "Settings"),
     "status": ("JobObjects", "JobStatus", "StatusShort", "group_objects", "job_status"),
 }
@@ -97,6 +101,7 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 __all__ = [
     "Action",
     "AlreadyExistsError",
+    "ApplyResult",
     "AuthenticationError",
     "CertificateError",
     "Concurrency",
@@ -114,8 +119,11 @@ __all__ = [
     "InvalidJobError",
     "InvalidQuantityError",
     "InvalidScheduleError",
+    "Job",
     "JobKind",
+    "JobList",
     "JobObjects",
+    "JobService",
     "JobSpec",
     "JobStatus",
     "JobsFileEntry",
@@ -132,12 +140,14 @@ __all__ = [
     "QuotaExceededError",
     "QuotaItem",
     "RenderSettings",
+    "Runtime",
     "RuntimeUnavailableError",
     "Settings",
     "StatusShort",
     "TjfError",
     "ToolContext",
     "ToolIdentity",
+    "ToolObjects",
     "UnknownImageError",
     "dump_jobs_file",
     "expand_schedule",

@@ -20,6 +20,7 @@ import re
 import zoneinfo
 from decimal import Decimal
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 import attrs
 
@@ -87,6 +88,45 @@ class HealthCheckType(enum.Enum):
     HTTP = "http"
 
 
+_E = TypeVar("_E", bound=enum.Enum)
+
+
+def _member(enum_type: type[_E], field: str, value: object) -> _E:
+    """A member from itself or its value (``"continuous"``): Python callers may pass either."""
+    if isinstance(value, enum_type):
+        return value
+    for member in enum_type:
+        if member.value == value:
+            return member
+    choices = ", ".join(str(member.value) for member in enum_type)
+    raise InvalidJobError([Problem(field, f"{value!r} is not allowed, use one of {choices}")])
+
+
+# attrs converters must be named functions for mypy to follow them.
+def _to_kind(value: object) -> JobKind:
+    return _member(JobKind, "kind", value)
+
+
+def _to_emails(value: object) -> Emails:
+    return _member(Emails, "emails", value)
+
+
+def _to_mount(value: object) -> Mount:
+    return _member(Mount, "mount", value)
+
+
+def _to_check_type(value: object) -> HealthCheckType:
+    return _member(HealthCheckType, "type", value)
+
+
+def _to_concurrency(value: object) -> Concurrency | None:
+    return None if value is None else _member(Concurrency, "concurrency", value)
+
+
+def _to_protocol(value: object) -> PortProtocol | None:
+    return None if value is None else _member(PortProtocol, "port_protocol", value)
+
+
 def _to_memory(value: Quantity | str | int | Decimal) -> Quantity:
     # Lets Python callers write memory="1Gi"; convert hands over Quantity objects already.
     return value if isinstance(value, Quantity) else parse_quantity(value, field="memory")
@@ -100,7 +140,7 @@ def _to_cpu(value: Quantity | str | int | Decimal) -> Quantity:
 class HealthCheck:
     """How Kubernetes decides a continuous job is healthy: a script, or an HTTP GET."""
 
-    type: HealthCheckType
+    type: HealthCheckType = attrs.field(converter=_to_check_type)
     script: str | None = None
     path: str | None = None
 
@@ -154,10 +194,14 @@ class JobSpec:
     image: str
     schedule: str | None = None
     # Declared after `schedule` so its default can look at it.
-    kind: JobKind = attrs.field(default=attrs.Factory(_default_kind, takes_self=True))
+    kind: JobKind = attrs.field(
+        default=attrs.Factory(_default_kind, takes_self=True),
+        converter=_to_kind,
+    )
     timezone: str | None = None
     concurrency: Concurrency | None = attrs.field(
-        default=attrs.Factory(_default_concurrency, takes_self=True)
+        default=attrs.Factory(_default_concurrency, takes_self=True),
+        converter=_to_concurrency,
     )
     filelog: bool = True
     filelog_stdout: str | None = attrs.field(
@@ -166,16 +210,17 @@ class JobSpec:
     filelog_stderr: str | None = attrs.field(
         default=attrs.Factory(_default_stderr, takes_self=True)
     )
-    emails: Emails = Emails.NONE
+    emails: Emails = attrs.field(default=Emails.NONE, converter=_to_emails)
     retry: int = 0
     memory: Quantity = attrs.field(default=DEFAULT_MEMORY, converter=_to_memory)
     cpu: Quantity = attrs.field(default=DEFAULT_CPU, converter=_to_cpu)
-    mount: Mount = Mount.ALL
+    mount: Mount = attrs.field(default=Mount.ALL, converter=_to_mount)
     timeout: int | None = None
     replicas: int | None = attrs.field(default=attrs.Factory(_default_replicas, takes_self=True))
     port: int | None = None
     port_protocol: PortProtocol | None = attrs.field(
-        default=attrs.Factory(_default_protocol, takes_self=True)
+        default=attrs.Factory(_default_protocol, takes_self=True),
+        converter=_to_protocol,
     )
     health_check: HealthCheck | None = None
 

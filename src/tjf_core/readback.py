@@ -16,6 +16,7 @@ rewrites ``0.5`` as ``500m``).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -31,7 +32,6 @@ from tjf_core.render import (
     NAME_LABEL,
     SHELL,
     SPEC_ANNOTATION,
-    Manifest,
     ToolContext,
     render_job,
 )
@@ -44,14 +44,14 @@ _OUT_PREFIX = "exec 1>>"
 _ERR_PREFIX = ";exec 2>>"
 
 
-def job_name_of(obj: Manifest) -> str | None:
+def job_name_of(obj: Mapping[str, Any]) -> str | None:
     """The job an object belongs to: its ``app.kubernetes.io/name`` label, else its name."""
     metadata = _mapping(obj.get("metadata"))
     name = _mapping(metadata.get("labels")).get(NAME_LABEL) or metadata.get("name")
     return name if isinstance(name, str) and name else None
 
 
-def _describe(obj: Manifest) -> str:
+def _describe(obj: Mapping[str, Any]) -> str:
     metadata = _mapping(obj.get("metadata"))
     kind = obj.get("kind") or "object"
     where = "/".join(str(p) for p in (metadata.get("namespace"), metadata.get("name")) if p)
@@ -59,7 +59,7 @@ def _describe(obj: Manifest) -> str:
 
 
 def read_spec(
-    obj: Manifest, *, home: PurePosixPath, catalog: ImageCatalog | None = None
+    obj: Mapping[str, Any], *, home: PurePosixPath, catalog: ImageCatalog | None = None
 ) -> JobSpec:
     """The job that ``obj`` (a Job, CronJob or Deployment as a camelCase dict) runs.
 
@@ -86,7 +86,7 @@ def _mapping(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _kind_of(obj: Manifest) -> JobKind:
+def _kind_of(obj: Mapping[str, Any]) -> JobKind:
     kind = obj.get("kind")
     if kind in _KINDS:
         return _KINDS[kind]
@@ -104,7 +104,7 @@ def _kind_of(obj: Manifest) -> JobKind:
 
 
 def _legacy_fields(
-    obj: Manifest, *, home: PurePosixPath, catalog: ImageCatalog | None
+    obj: Mapping[str, Any], *, home: PurePosixPath, catalog: ImageCatalog | None
 ) -> dict[str, Any]:
     """The API JSON of an object made without the spec annotation (see module docstring)."""
     kind = _kind_of(obj)
@@ -267,7 +267,7 @@ def _port_fields(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_up_to_date(
-    obj: Manifest, *, tool: ToolContext, settings: RenderSettings,
+    obj: Mapping[str, Any], *, tool: ToolContext, settings: RenderSettings,
     catalog: ImageCatalog | None = None,
 ) -> bool:
     """Whether the live ``obj`` still is what its stored spec renders to today.

@@ -118,3 +118,13 @@ def test_absolute_log_paths_must_stay_in_the_home() -> None:
     assert [str(p) for p in tool_problems(outside, home=home)] == [
         "filelog_stderr: '/etc/passwd' is not allowed: it must be inside /data/project/mytool"
     ]
+
+
+def test_python_callers_may_spell_choices_as_text() -> None:
+    spec = JobSpec(name="a", command="x", image="i", kind="continuous",
+                   port=53, port_protocol="udp", emails="onfailure")
+    assert spec.kind is JobKind.CONTINUOUS
+    assert spec.port_protocol is PortProtocol.UDP
+    assert str(spec.emails.value) == "onfailure"
+    with pytest.raises(InvalidJobError, match="kind: 'weird' is not allowed, use one of one-off"):
+        JobSpec(name="a", command="x", image="i", kind="weird")

@@ -8,6 +8,7 @@ import sys
 import tjf_core
 
 EXPECTED = [
+    "ApplyResult", "Job", "JobList", "JobService", "Runtime", "ToolObjects",
     "Action", "AlreadyExistsError", "AuthenticationError", "CertificateError", "Concurrency",
     "ConfigurationError", "Emails", "ForbiddenError", "HealthCheck", "HealthCheckType",
     "IdentitySettings", "Image", "ImageCatalog", "ImageState", "InvalidCatalogError",
