@@ -122,8 +122,17 @@ def live(h: RuntimeHarness, spec: JobSpec, tool: ToolIdentity | None = None) -> 
     return found
 
 
-def version(obj: Manifest) -> tuple[str, str]:
-    return obj["metadata"]["uid"], obj["metadata"]["resourceVersion"]
+def version(obj: Manifest) -> tuple[object, ...]:
+    """What changes when anyone but a controller writes the object.
+
+    Not the resourceVersion: on a cluster the controllers bump it with every status update.
+    A write of ours changes the uid (re-created), the generation (spec) or the metadata; a
+    no-op write changes nothing, as the apiserver skips it.
+    """
+    meta = obj["metadata"]
+    ours = {k: v for k, v in (meta.get("annotations") or {}).items()
+            if "kubernetes.io/" not in k}  # controllers annotate too (a Deployment's revision)
+    return meta["uid"], meta.get("generation"), meta.get("labels"), ours, obj.get("spec")
 
 
 def names(h: RuntimeHarness, tool: ToolIdentity | None = None) -> list[str]:

@@ -557,6 +557,8 @@ _READ = ["get", "list", "watch"]
 TOOL_RULES: list[Json] = [
     {"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": _VERBS},
     {"apiGroups": [""], "resources": ["pods/log", "events"], "verbs": _READ},
+    # `toolforge-jobs quota` and the LimitRange check before a create read these.
+    {"apiGroups": [""], "resources": ["resourcequotas", "limitranges"], "verbs": _READ},
     {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": _VERBS},
     {"apiGroups": ["apps"], "resources": ["deployments", "replicasets"], "verbs": _VERBS},
 ]

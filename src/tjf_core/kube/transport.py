@@ -1,0 +1,141 @@
+"""One request to the Kubernetes API as raw JSON, its failure said as a core error.
+
+The official client's typed models cost 3-6 times the time of the request itself on large
+lists (testbed NOTES), so the runtime sends and receives plain dicts through the client's
+transport (``ApiClient.call_api`` with urllib3 underneath, which reads nothing in advance):
+``json.loads`` on the body and nothing else. Every failure leaves here as a
+:class:`~tjf_core.errors.TjfError` (see :mod:`tjf_core.kube.errors`); no client exception or
+traceback reaches a caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from tjf_core.errors import TjfError
+from tjf_core.kube.credentials import Credentials
+from tjf_core.kube.errors import error_from_exception, error_from_status
+
+__all__ = ["JSON", "STRATEGIC_MERGE_PATCH", "Json", "RequestHook", "Transport"]
+
+JSON = "application/json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+Json = dict[str, Any]
+#: Called with (method, path) before each request: for metrics, and for tests that count calls.
+RequestHook = Callable[[str, str], None]
+#: What can go wrong below HTTP: urllib3's errors, sockets and TLS (OSError), and the
+#: client's ApiException(status=0) for a TLS failure.
+_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError, ApiException)
+
+
+class Transport:
+    """Sends requests with given credentials; timeouts and the request hook are its own."""
+
+    def __init__(
+        self, *, request_timeout: float, connect_timeout: float, hook: RequestHook | None = None
+    ) -> None:
+        self._timeout = (connect_timeout, request_timeout)
+        self._connect_timeout = connect_timeout
+        self._hook = hook
+
+    def json(
+        self, credentials: Credentials, method: str, path: str, *,
+        query: Mapping[str, str] | None = None, body: Json | None = None,
+        content_type: str = JSON, kind: str | None = None, name: str | None = None,
+        tool: str | None = None,
+    ) -> Json:
+        """The JSON object the API answers; a core error when it refuses or cannot be reached.
+
+        ``kind``, ``name`` and ``tool`` only shape error messages.
+        """
+        response = self._send(credentials, method, path, query=query, body=body,
+                              content_type=content_type, timeout=self._timeout)
+        try:
+            data = response.read()
+        except _TRANSPORT_ERRORS as error:
+            raise error_from_exception(error, server=credentials.server) from None
+        if not 200 <= response.status <= 299:
+            raise error_from_status(response.status, data, kind=kind, name=name, tool=tool,
+                                    credentials=credentials.description)
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise TjfError(f"the Kubernetes API answered {method} {path} with something that "
+                           "is not a JSON object")
+        return answer
+
+    def lines(
+        self, credentials: Credentials, path: str, *, query: Mapping[str, str], follow: bool,
+        kind: str | None = None, name: str | None = None, tool: str | None = None,
+    ) -> Iterator[str]:
+        """The text the API answers, line by line as it arrives (a pod's log).
+
+        The request is sent before the first line is asked for, so a refusal raises here.
+        When ``follow``, there is no read timeout: the log may stay quiet for hours.
+        """
+        timeout = (self._connect_timeout, None) if follow else self._timeout
+        response = self._send(credentials, "GET", path, query=query, body=None,
+                              content_type=JSON, timeout=timeout, accept="*/*")
+        raw = cast(urllib3.BaseHTTPResponse, response.response)
+        if not 200 <= response.status <= 299:
+            try:
+                data = response.read()
+            except _TRANSPORT_ERRORS:
+                data = b""
+            finally:
+                raw.release_conn()
+            raise error_from_status(response.status, data, kind=kind, name=name, tool=tool,
+                                    credentials=credentials.description)
+        return self._stream(raw, server=credentials.server)
+
+    @staticmethod
+    def _stream(raw: urllib3.BaseHTTPResponse, *, server: str) -> Iterator[str]:
+        pending = b""
+        try:
+            for chunk in raw.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    yield line.decode("utf-8", "replace")
+            if pending:
+                yield pending.decode("utf-8", "replace")
+        except _TRANSPORT_ERRORS as error:
+            raise error_from_exception(error, server=server) from None
+        finally:
+            # Closing, not draining: a followed log never ends by itself.
+            raw.close()
+            raw.release_conn()
+
+    def _send(
+        self, credentials: Credentials, method: str, path: str, *,
+        query: Mapping[str, str] | None, body: Json | None, content_type: str,
+        timeout: tuple[float, float | None], accept: str = JSON,
+    ) -> Any:
+        if self._hook is not None:
+            self._hook(method, path)
+        url = credentials.server + path
+        if query:
+            url += "?" + urlencode(query)
+        client = credentials.client
+        # A header dict that keeps repeated names: one Impersonate-Group line per group.
+        headers = urllib3.HTTPHeaderDict(client.default_headers)
+        headers["Accept"] = accept
+        if body is not None:
+            headers["Content-Type"] = content_type
+        for header, value in credentials.headers:
+            headers.add(header, value)
+        try:
+            # A bearer token (the service's), refreshed by the client when it expires.
+            client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+            return client.call_api(method, url, header_params=headers, body=body,
+                                   _request_timeout=timeout)
+        except _TRANSPORT_ERRORS as error:
+            raise error_from_exception(error, server=credentials.server) from None
