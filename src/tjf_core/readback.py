@@ -15,6 +15,7 @@ rewrites ``0.5`` as ``500m``).
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Mapping
 from pathlib import PurePosixPath
@@ -74,12 +75,20 @@ def read_spec(
         if text is not None:
             if not isinstance(text, str):
                 raise InvalidJobError([Problem("", f"annotation {SPEC_ANNOTATION} is not text")])
-            return spec_from_json(text)
+            return _spec_of_annotation(text)
         return job_from_api(_legacy_fields(obj, home=home, catalog=catalog))
     except InvalidInputError as error:
         raise InvalidJobError(
             error.problems, summary=f"cannot read the job of {_describe(obj)}"
         ) from None
+
+
+@functools.lru_cache(maxsize=8192)
+def _spec_of_annotation(text: str) -> JobSpec:
+    # Memoized: listing reads every job's annotation again on each call (status polling), and
+    # the text fully decides the (immutable) spec. Failures raise and are not remembered.
+    # 8192 specs (about 1 kB each) cover the jobs of every tool of a Toolforge-sized cluster.
+    return spec_from_json(text)
 
 
 def _mapping(value: object) -> dict[str, Any]:
@@ -268,18 +277,20 @@ def _port_fields(container: dict[str, Any]) -> dict[str, Any]:
 
 def is_up_to_date(
     obj: Mapping[str, Any], *, tool: ToolContext, settings: RenderSettings,
-    catalog: ImageCatalog | None = None,
+    catalog: ImageCatalog | None = None, spec: JobSpec | None = None,
 ) -> bool:
     """Whether the live ``obj`` still is what its stored spec renders to today.
 
     False for objects of the original system (no spec annotation: re-creating them makes them
     exact) and for specs that no longer render (an image gone from the catalog). Raises
     InvalidJobError, like :func:`read_spec`, for an object that is not a readable job.
+    ``spec``, when the caller already read it with :func:`read_spec`, spares a second read.
     """
     annotations = _mapping(_mapping(obj.get("metadata")).get("annotations"))
     if SPEC_ANNOTATION not in annotations:
         return False
-    spec = read_spec(obj, home=tool.identity.home, catalog=catalog)
+    if spec is None:
+        spec = read_spec(obj, home=tool.identity.home, catalog=catalog)
     try:
         wanted = render_job(spec, tool=tool, settings=settings, catalog=catalog)[0]
     except InvalidInputError:

@@ -209,7 +209,7 @@ class JobService:
                 continue
             current.append(spec)
             if not is_up_to_date(grouped.main, tool=self._context(tool),
-                                 settings=self.settings.render, catalog=catalog):
+                                 settings=self.settings.render, catalog=catalog, spec=spec):
                 stale.add(grouped.name)
         plan = make_plan(desired, current, only=only, stale=stale)
         if not dry_run:
@@ -219,14 +219,26 @@ class JobService:
                 self._carry_out(tool, change, manifests)
         return ApplyResult(plan=plan, dry_run=dry_run)
 
+    def upsert(self, tool: ToolIdentity, spec: JobSpec) -> tuple[Job, bool]:
+        """Create the job, or make the existing one equal to ``spec``; and whether it changed.
+
+        The apply of a one-job file (``only=spec.name``): an unchanged job is left running,
+        other jobs are never touched.
+        """
+        result = self.apply(tool, [spec], only=spec.name)
+        return self.get(tool, spec.name), result.plan.has_changes
+
     # --- logs ----------------------------------------------------------------------------
 
     def logs(
         self, tool: ToolIdentity, name: str, *, lines: int | None = None, follow: bool = False,
+        keep_following: Callable[[], bool] | None = None,
     ) -> Iterator[str]:
         """The job's output: its log files when filelog is on, else its newest pod's log.
 
-        With ``follow``, lines keep coming until the job is no longer running.
+        With ``follow``, lines keep coming until the job is no longer running, or until
+        ``keep_following()`` says False (a front end whose client went away); the latter is
+        looked at between reads of the log files.
         """
         job = self.get(tool, name)
         paths = log_paths(job.spec, home=tool.home)
@@ -234,9 +246,13 @@ class JobService:
             return self._pod_logs(tool, name, lines=lines, follow=follow)
         if not follow:
             return tail_lines(tool.home, paths, lines=lines)
+
+        def keep_going() -> bool:
+            wanted = keep_following is None or keep_following()
+            return wanted and self._is_running(tool, name)
+
         return follow_lines(tool.home, paths, lines=lines, sleep=self.sleep,
-                            interval=self.follow_interval,
-                            keep_going=lambda: self._is_running(tool, name))
+                            interval=self.follow_interval, keep_going=keep_going)
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -253,7 +269,7 @@ class JobService:
         spec = read_spec(grouped.main, home=tool.home, catalog=catalog)
         context = self._context(tool)
         current = is_up_to_date(grouped.main, tool=context, settings=self.settings.render,
-                                catalog=catalog)
+                                catalog=catalog, spec=spec)
         status = job_status(grouped, spec=spec, now=self.clock(), up_to_date=current,
                             tool=tool.tool)
         try:
