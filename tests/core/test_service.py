@@ -288,3 +288,44 @@ def test_the_pod_of_a_restarted_continuous_job_is_the_new_one(h: InMemoryHarness
     assert new != old
     h.driver.write_log(new, "new")
     assert list(h.service.logs(h.tool, "bot")) == ["new"]
+
+
+# --- upsert (the API's PATCH) and stopping a follower early --------------------------------------
+
+
+def test_upsert_creates_a_missing_job(h: InMemoryHarness) -> None:
+    job, changed = h.service.upsert(h.tool, continuous(h, "web"))
+    assert changed
+    assert job.spec == continuous(h, "web")
+    assert names(h) == ["web"]
+
+
+def test_upsert_leaves_an_unchanged_job_alone(h: InMemoryHarness) -> None:
+    h.service.run(h.tool, continuous(h, "web"))
+    before = h.runtime.objects(h.tool, "Deployment")
+    job, changed = h.service.upsert(h.tool, continuous(h, "web"))
+    assert not changed
+    assert job.spec.name == "web"
+    assert h.runtime.objects(h.tool, "Deployment") == before
+
+
+def test_upsert_updates_a_changed_job_and_no_other(h: InMemoryHarness) -> None:
+    h.service.run(h.tool, continuous(h, "web"))
+    h.service.run(h.tool, continuous(h, "other"))
+    job, changed = h.service.upsert(h.tool, continuous(h, "web", command="./new"))
+    assert changed
+    assert job.spec.command == "./new"
+    assert names(h) == ["other", "web"]
+
+
+def test_a_follower_stops_when_its_reader_is_gone(h: InMemoryHarness) -> None:
+    h.service.run(h.tool, continuous(h, "bot"))
+    (_home(h) / "bot.out").write_text("one\n")
+    wanted = [True]
+
+    def nap(seconds: float) -> None:  # the reader goes away while the follower waits
+        wanted[0] = False
+
+    service = attrs.evolve(h.service, sleep=nap)
+    lines = service.logs(h.tool, "bot", follow=True, keep_following=lambda: wanted[0])
+    assert list(lines) == ["one"]  # a continuous job never ends by itself

@@ -1,0 +1,97 @@
+"""The runtime the server runs jobs on, chosen by configuration: ``kubernetes`` or ``memory``.
+
+``kubernetes`` is production: :class:`tjf_core.kube.KubernetesRuntime`, imported only when
+chosen (a memory demo needs no cluster client). ``memory`` keeps every object in the process
+(:class:`~tjf_core.testing.InMemoryRuntime`): nothing ever runs, which is what demos, client
+development and load tests of the API itself want; ``memory.delay_seconds`` makes each
+runtime call take that long, to look like a cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+from tjf_core.identity import ToolIdentity
+from tjf_core.images import ImageCatalog
+from tjf_core.runtime import Manifest, Runtime, ToolObjects
+from tjf_core.service import JobService
+from tjf_core.testing import InMemoryRuntime
+from tjf_http.config import Config
+
+__all__ = ["SlowRuntime", "make_service"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
+    """The service over the configured runtime, and how to release that runtime."""
+    interval = config.http.server.follow_interval_seconds
+    if config.runtime == "memory":
+        runtime: Runtime = InMemoryRuntime(clock=_utc_now)
+        if config.memory.delay_seconds > 0:
+            runtime = SlowRuntime(runtime, delay=config.memory.delay_seconds)
+        service = JobService(runtime, settings=config.core, follow_interval=interval)
+        return service, lambda: None
+    from tjf_core.kube import KubernetesRuntime
+
+    kube = KubernetesRuntime(config.kube_settings(),
+                             container_name=config.core.render.container_name)
+    return JobService(kube, settings=config.core, follow_interval=interval), kube.close
+
+
+class SlowRuntime:
+    """A runtime whose every call first waits ``delay`` seconds (then asks ``inner``)."""
+
+    def __init__(self, inner: Runtime, *, delay: float,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._inner = inner
+        self._delay = delay
+        self._sleep = sleep
+
+    def _wait(self) -> None:
+        self._sleep(self._delay)
+
+    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+        self._wait()
+        return self._inner.list_objects(tool)
+
+    def get(self, tool: ToolIdentity, *, kind: str, name: str) -> Manifest | None:
+        self._wait()
+        return self._inner.get(tool, kind=kind, name=name)
+
+    def create(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
+        self._wait()
+        return self._inner.create(tool, manifest)
+
+    def replace(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
+        self._wait()
+        return self._inner.replace(tool, manifest)
+
+    def patch(self, tool: ToolIdentity, *, kind: str, name: str, patch: Manifest) -> Manifest:
+        self._wait()
+        return self._inner.patch(tool, kind=kind, name=name, patch=patch)
+
+    def delete_job(self, tool: ToolIdentity, name: str) -> bool:
+        self._wait()
+        return self._inner.delete_job(tool, name)
+
+    def delete_all(self, tool: ToolIdentity) -> None:
+        self._wait()
+        self._inner.delete_all(tool)
+
+    def pod_logs(self, tool: ToolIdentity, *, pod: str, lines: int | None,
+                 follow: bool) -> Iterator[str]:
+        self._wait()
+        return self._inner.pod_logs(tool, pod=pod, lines=lines, follow=follow)
+
+    def quota(self, tool: ToolIdentity) -> tuple[Manifest | None, Manifest | None]:
+        self._wait()
+        return self._inner.quota(tool)
+
+    def image_catalog(self) -> ImageCatalog:
+        self._wait()
+        return self._inner.image_catalog()
