@@ -454,3 +454,19 @@ class RuntimeContract:
         assert len(service.list(h.tool).jobs) == 4
         assert dict(counting.calls) == one_job
         assert one_job["list_objects"] == 1
+
+    def test_one_job_can_be_listed_alone(self, harness: RuntimeHarness) -> None:
+        h = harness
+        for spec in (one_off(h, "alone"), one_off(h, "alone2"), continuous(h, "other")):
+            h.service.run(h.tool, spec)
+            h.driver.pods_of(spec.name)
+        listed = h.runtime.list_objects(h.tool, job="alone")
+        mains = [*listed.jobs, *listed.cronjobs, *listed.deployments]
+        assert [obj["metadata"]["name"] for obj in mains] == ["alone"]
+        assert listed.pods
+        assert {pod["metadata"]["labels"]["app.kubernetes.io/name"] for pod in listed.pods} == {
+            "alone"}
+        assert h.service.get(h.tool, "alone").spec.name == "alone"
+        nothing = h.runtime.list_objects(h.tool, job="no,such=job")
+        assert (nothing.jobs, nothing.cronjobs, nothing.deployments, nothing.pods) == (
+            (), (), (), ())

@@ -50,10 +50,12 @@ class Runtime(Protocol):
     ``Service``.
     """
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
         """The tool's framework-managed Jobs, CronJobs, Deployments, their pods and events.
 
         A constant number of calls whatever the number of jobs (one per kind, pods, events).
+        With ``job``, only the objects labelled as that job's (``app.kubernetes.io/name``);
+        events are the namespace's either way (they carry no labels).
         """
         ...
 

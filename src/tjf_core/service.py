@@ -120,7 +120,7 @@ class JobService:
 
     def get(self, tool: ToolIdentity, name: str) -> Job:
         """One job; NotFoundError when the tool has no job of that name."""
-        grouped = self._grouped(self.runtime.list_objects(tool)).get(name)
+        grouped = self._grouped(self.runtime.list_objects(tool, job=name)).get(name)
         if grouped is None:
             raise NotFoundError(f"job {name!r} does not exist")
         return self._job(tool, grouped, self.runtime.image_catalog())
@@ -140,7 +140,7 @@ class JobService:
         catalog = self.runtime.image_catalog()
         manifests = self._validated_manifests(tool, spec, catalog,
                                               limit_range=self.runtime.quota(tool)[1])
-        existing = self._grouped(self.runtime.list_objects(tool)).get(spec.name)
+        existing = self._grouped(self.runtime.list_objects(tool, job=spec.name)).get(spec.name)
         if existing is not None:
             if not self._finished_one_off(tool, existing, catalog):
                 raise AlreadyExistsError(f"a job named {spec.name!r} already exists")
@@ -330,7 +330,7 @@ class JobService:
 
     def _pod_logs(self, tool: ToolIdentity, name: str, *, lines: int | None,
                   follow: bool) -> Iterator[str]:
-        grouped = self._grouped(self.runtime.list_objects(tool)).get(name)
+        grouped = self._grouped(self.runtime.list_objects(tool, job=name)).get(name)
         pods = sorted(grouped.pods if grouped else (),
                       key=lambda pod: pod.get("metadata", {}).get("creationTimestamp", ""))
         if not pods:

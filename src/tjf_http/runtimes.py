@@ -55,9 +55,9 @@ class SlowRuntime:
     def _wait(self) -> None:
         self._sleep(self._delay)
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
         self._wait()
-        return self._inner.list_objects(tool)
+        return self._inner.list_objects(tool, job=job)
 
     def get(self, tool: ToolIdentity, *, kind: str, name: str) -> Manifest | None:
         self._wait()

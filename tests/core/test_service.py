@@ -127,12 +127,12 @@ def test_a_refused_first_object_deletes_nothing(h: InMemoryHarness) -> None:
 class KindlessRuntime(InMemoryRuntime):
     """Lists items as the raw API does, without ``kind``: the service must not need it."""
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
         def strip(items: tuple[Manifest, ...]) -> tuple[Manifest, ...]:
             return tuple({k: v for k, v in item.items() if k not in ("kind", "apiVersion")}
                          for item in items)
 
-        listed = super().list_objects(tool)
+        listed = super().list_objects(tool, job=job)
         return ToolObjects(jobs=strip(listed.jobs), cronjobs=strip(listed.cronjobs),
                            deployments=strip(listed.deployments), pods=strip(listed.pods),
                            events=listed.events)

@@ -51,6 +51,7 @@ from tjf_core.kube.objects import (
 )
 from tjf_core.kube.settings import KubeSettings
 from tjf_core.kube.transport import STRATEGIC_MERGE_PATCH, Json, RequestHook, Transport
+from tjf_core.render import NAME_LABEL
 from tjf_core.runtime import Manifest, ToolObjects
 from tjf_core.settings import RenderSettings
 
@@ -105,9 +106,12 @@ class KubernetesRuntime:
 
     # --- reading -------------------------------------------------------------------------
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
+        if job is not None and not is_label_value(job):
+            return ToolObjects()  # no object can carry that name (and it never reaches a query)
         creds = self.credentials.for_tool(tool)
-        managed = {"labelSelector": MANAGED_SELECTOR}
+        selector = MANAGED_SELECTOR if job is None else f"{MANAGED_SELECTOR},{NAME_LABEL}={job}"
+        managed = {"labelSelector": selector}
         lists = ((KINDS["Job"], managed), (self._cronjob(creds, tool), managed),
                  (KINDS["Deployment"], managed), (POD, managed), (EVENT, None))
         executor = self._list_executor()

@@ -9,7 +9,6 @@ container running, ended or crash-looping the way a real one writes ``pods/statu
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from datetime import datetime
@@ -23,6 +22,7 @@ from tjf_core.testing._store import (
     NAME,
     Namespace,
     Store,
+    json_copy,
     labels_of,
     owner_uids,
     stamp,
@@ -118,7 +118,7 @@ class InMemoryDriver:
                "metadata": {"name": name, "labels": {**meta.get("labels", {}), **extra},
                             "annotations": dict(meta.get("annotations") or {}),
                             "ownerReferences": [self._reference(owner)]},
-               "spec": copy.deepcopy(template["spec"]),
+               "spec": json_copy(template["spec"]),
                "status": {"phase": "Pending", "qosClass": "Burstable"}}
         store.add(space, pod, keep_status=True)
 
@@ -142,7 +142,7 @@ class InMemoryDriver:
                 "metadata": {"name": name, "labels": labels,
                              "ownerReferences": [self._reference(deployment)]},
                 "spec": {"replicas": deployment["spec"].get("replicas", 1),
-                         "template": copy.deepcopy(template)}})
+                         "template": json_copy(template)}})
         wanted = deployment["spec"].get("replicas", 1)
         for _ in range(wanted - len(self._live_pods(replica_set))):
             self._make_pod(replica_set, template, {"pod-template-hash": digest})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib.resources
 import threading
@@ -23,6 +22,7 @@ from tjf_core.testing._store import (
     Namespace,
     Store,
     hard_limits,
+    json_copy,
     key_of,
     labels_of,
     merge_patch,
@@ -82,8 +82,8 @@ class InMemoryRuntime:
         """Give ``tool``'s namespace a ResourceQuota and a LimitRange (API objects as dicts)."""
         with self._store.lock:
             space = self._store.space(tool)
-            space.resource_quota = copy.deepcopy(resource_quota)
-            space.limit_range = copy.deepcopy(limit_range)
+            space.resource_quota = json_copy(resource_quota)
+            space.limit_range = json_copy(limit_range)
 
     def put(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
         """Store ``manifest`` as given (status included), replacing any of its kind and name.
@@ -94,13 +94,13 @@ class InMemoryRuntime:
         with self._store.lock:
             space = self._store.space(tool)
             space.objects.pop(key_of(manifest), None)
-            return copy.deepcopy(self._store.add(space, manifest, keep_status=True))
+            return json_copy(self._store.add(space, manifest, keep_status=True))
 
     def objects(self, tool: ToolIdentity, kind: str | None = None) -> list[Manifest]:
         """Copies of every stored object of ``tool`` (only those of ``kind``), oldest first."""
         with self._store.lock:
             found = self._store.space(tool).objects.items()
-            return copy.deepcopy([obj for (k, _), obj in found if kind in (None, k)])
+            return json_copy([obj for (k, _), obj in found if kind in (None, k)])
 
     def fail_next(self, method: str, error: Exception, *, kind: str | None = None) -> None:
         """Make the next call of ``method`` (on an object of ``kind``) raise ``error``."""
@@ -113,19 +113,20 @@ class InMemoryRuntime:
 
     # --- the Runtime protocol ----------------------------------------------------------------
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
         with self._store.lock:
             self._enter("list_objects")
             space = self._store.space(tool)
-            return ToolObjects(jobs=_items(space, "Job"), cronjobs=_items(space, "CronJob"),
-                               deployments=_items(space, "Deployment"),
-                               pods=_items(space, "Pod"),
+            return ToolObjects(jobs=_items(space, "Job", job=job),
+                               cronjobs=_items(space, "CronJob", job=job),
+                               deployments=_items(space, "Deployment", job=job),
+                               pods=_items(space, "Pod", job=job),
                                events=_items(space, "Event", managed_only=False))
 
     def get(self, tool: ToolIdentity, *, kind: str, name: str) -> Manifest | None:
         with self._store.lock:
             self._enter("get", kind)
-            return copy.deepcopy(self._store.space(tool).objects.get((kind, name)))
+            return json_copy(self._store.space(tool).objects.get((kind, name)))
 
     def create(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
         with self._store.lock:
@@ -135,7 +136,7 @@ class InMemoryRuntime:
             if (kind, name) in space.objects:
                 raise AlreadyExistsError(f"a job named {name!r} already exists")  # as kube says
             self._store.admit(space, kind, name)
-            return copy.deepcopy(self._store.add(space, manifest))
+            return json_copy(self._store.add(space, manifest))
 
     def replace(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
         with self._store.lock:
@@ -151,8 +152,8 @@ class InMemoryRuntime:
                 old = None
             if old is None:
                 self._store.admit(space, kind, name)
-                return copy.deepcopy(self._store.add(space, manifest))
-            return copy.deepcopy(self._store.update(space, old, copy.deepcopy(manifest)))
+                return json_copy(self._store.add(space, manifest))
+            return json_copy(self._store.update(space, old, json_copy(manifest)))
 
     def patch(self, tool: ToolIdentity, *, kind: str, name: str, patch: Manifest) -> Manifest:
         with self._store.lock:
@@ -161,12 +162,12 @@ class InMemoryRuntime:
             old = space.objects.get((kind, name))
             if old is None:
                 raise NotFoundError(f"{kind} {name!r} does not exist")
-            new = merge_patch(copy.deepcopy(old), patch)
+            new = merge_patch(json_copy(old), patch)
             new["metadata"] = {**new.get("metadata", {}), "name": name}
             new["kind"] = kind
             if kind == "Job" and new["spec"].get("template") != old["spec"].get("template"):
                 raise InvalidInputError(f"Job {name!r}: spec.template is immutable")
-            return copy.deepcopy(self._store.update(space, old, new))
+            return json_copy(self._store.update(space, old, new))
 
     def delete_job(self, tool: ToolIdentity, name: str) -> bool:
         with self._store.lock:
@@ -197,14 +198,14 @@ class InMemoryRuntime:
         with self._store.lock:
             self._enter("quota")
             space = self._store.space(tool)
-            quota = copy.deepcopy(space.resource_quota)
+            quota = json_copy(space.resource_quota)
             if quota is not None:
                 status = quota.setdefault("status", {})
                 hard = status["hard"] = dict(hard_limits(quota))
                 used = status.setdefault("used", {})
                 for kind, (_, keys) in QUOTA_KEYS.items():
                     used.update({key: str(space.count(kind)) for key in keys if key in hard})
-            return quota, copy.deepcopy(space.limit_range)
+            return quota, json_copy(space.limit_range)
 
     def image_catalog(self) -> ImageCatalog:
         with self._store.lock:
@@ -228,13 +229,16 @@ class InMemoryRuntime:
         return self._store.space(tool)
 
 
-def _items(space: Namespace, kind: str, *, managed_only: bool = True) -> tuple[Manifest, ...]:
+def _items(space: Namespace, kind: str, *, managed_only: bool = True,
+           job: str | None = None) -> tuple[Manifest, ...]:
     found = []
     for (of_kind, _), obj in space.objects.items():
         if of_kind != kind or (managed_only and labels_of(obj).get(MANAGED_BY) != MANAGER):
             continue
+        if job is not None and labels_of(obj).get(NAME) != job:
+            continue
         # The API leaves kind and apiVersion out of list items; tjf_core.kube puts them back.
-        found.append(copy.deepcopy(obj))
+        found.append(json_copy(obj))
     return tuple(found)
 
 
@@ -245,9 +249,9 @@ class CountingRuntime:
         self.inner = inner
         self.calls: Counter[str] = Counter()
 
-    def list_objects(self, tool: ToolIdentity) -> ToolObjects:
+    def list_objects(self, tool: ToolIdentity, *, job: str | None = None) -> ToolObjects:
         self.calls["list_objects"] += 1
-        return self.inner.list_objects(tool)
+        return self.inner.list_objects(tool, job=job)
 
     def get(self, tool: ToolIdentity, *, kind: str, name: str) -> Manifest | None:
         self.calls["get"] += 1

@@ -9,17 +9,28 @@ collection of objects whose owners are gone. Every method expects the caller to 
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from tjf_core.errors import InvalidInputError, QuotaExceededError
 from tjf_core.identity import ToolIdentity
 from tjf_core.quantity import Quantity
 from tjf_core.quota import quota_exceeded_message
 from tjf_core.runtime import Manifest
+
+_T = TypeVar("_T")
+
+
+def json_copy(value: _T) -> _T:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars), several times faster than
+    ``copy.deepcopy``: the fake hands out copies on every read, as the API serialises."""
+    if isinstance(value, dict):
+        return cast(_T, {key: json_copy(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return cast(_T, [json_copy(item) for item in value])
+    return value
 
 NAME = "app.kubernetes.io/name"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -105,7 +116,7 @@ class Store:
 
     def add(self, space: Namespace, manifest: Manifest, *, keep_status: bool = False) -> Manifest:
         """Store a new object, as the API server does on create."""
-        obj = copy.deepcopy(manifest)
+        obj = json_copy(manifest)
         kind, name = key_of(obj)
         serial = self.serial()
         meta = obj.setdefault("metadata", {})
@@ -129,7 +140,7 @@ class Store:
         if kind in _WITH_GENERATION:
             changed = new.get("spec") != old.get("spec")
             meta["generation"] = old["metadata"].get("generation", 1) + int(changed)
-        new["status"] = copy.deepcopy(old.get("status", {}))
+        new["status"] = json_copy(old.get("status", {}))
         space.objects[kind, name] = new
         return new
 
@@ -196,7 +207,7 @@ def merge_patch(base: Any, patch: Any) -> Any:
     Enough of a strategic-merge patch for what tjf patches (annotations of a pod template).
     """
     if not isinstance(base, dict) or not isinstance(patch, dict):
-        return copy.deepcopy(patch)
+        return json_copy(patch)
     merged = dict(base)
     for key, value in patch.items():
         if value is None:
