@@ -44,6 +44,9 @@ __all__ = ["ApplyResult", "Job", "JobList", "JobService"]
 
 log = logging.getLogger(__name__)
 
+#: The most log lines one request may ask for (the tail is held in memory).
+MAX_LOG_LINES = 1_000_000
+
 _MAIN_KIND = {JobKind.ONE_OFF: "Job", JobKind.SCHEDULED: "CronJob",
               JobKind.CONTINUOUS: "Deployment"}
 
@@ -238,8 +241,11 @@ class JobService:
 
         With ``follow``, lines keep coming until the job is no longer running, or until
         ``keep_following()`` says False (a front end whose client went away); the latter is
-        looked at between reads of the log files.
+        looked at between reads of the log files. ``lines`` is 1 to 1,000,000.
         """
+        if lines is not None and not 1 <= lines <= MAX_LOG_LINES:
+            raise InvalidInputError(
+                [Problem("lines", f"{lines} is not allowed, use 1 to {MAX_LOG_LINES:,}")])
         job = self.get(tool, name)
         paths = log_paths(job.spec, home=tool.home)
         if paths is None:

@@ -10,6 +10,7 @@ binds them), so tests and embedders can serve the app however they like.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ from tjf_http.legacy import LEGACY
 from tjf_http.metrics import CONTENT_TYPE, Metrics
 from tjf_http.middleware import add_request_id, authenticate, errors, observe
 from tjf_http.modern import MODERN
+from tjf_http.openapi import openapi_document
 from tjf_http.operations import OPERATIONS, Call, Flavour, Operation
 from tjf_http.routes import ROUTES, Route
 from tjf_http.settings import HttpSettings
@@ -89,6 +91,8 @@ def _register(app: web.Application, routes: tuple[Route, ...]) -> dict[str, Rout
 def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     if route.operation == "metrics":
         return _metrics
+    if route.operation == "openapi":
+        return _openapi(json.dumps(openapi_document()).encode())
     operation: Operation = OPERATIONS[route.operation]
     flavour = _FLAVOURS[route.flavour]
 
@@ -108,6 +112,14 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
 async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=request.app[METRICS].exposition(),
                         headers={"Content-Type": CONTENT_TYPE})
+
+
+def _openapi(document: bytes) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    # Built once per app, from the same route table the app serves.
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    return openapi
 
 
 async def _thread_pools(app: web.Application) -> AsyncIterator[None]:

@@ -51,7 +51,14 @@ async def read_json(request: web.BaseRequest) -> object:
     """The JSON body; 415 unless it is declared JSON, 400 when it does not parse."""
     if not _is_json(request.content_type) or not request.headers.get("Content-Type"):
         raise _unsupported(request, JSON_TYPES)
-    return _parse_json(await request.text())
+    return _parse_json(await _text(request))
+
+
+async def _text(request: web.BaseRequest) -> str:
+    try:
+        return await request.text()
+    except UnicodeDecodeError:
+        raise InvalidInputError([Problem("", "the body is not UTF-8 text")]) from None
 
 
 def _parse_json(text: str) -> object:
@@ -83,7 +90,7 @@ async def read_fields(request: web.BaseRequest) -> dict[str, Any]:
         return fields
     if not _is_json(request.content_type) or not request.headers.get("Content-Type"):
         raise _unsupported(request, (*JSON_TYPES, *FORM_TYPES))
-    data = _parse_json(await request.text())
+    data = _parse_json(await _text(request))
     if not isinstance(data, Mapping):
         raise InvalidInputError([Problem("", "the body must be a JSON object of job fields")])
     return dict(data)
@@ -93,10 +100,10 @@ async def read_jobs(request: web.BaseRequest) -> list[JobSpec]:
     """A whole jobs file: YAML text (jobs.yaml keys) or a JSON list of jobs (API keys)."""
     content_type = request.content_type if request.headers.get("Content-Type") else ""
     if content_type in YAML_TYPES:
-        return [entry.spec for entry in load_jobs_file(await request.text())]
+        return [entry.spec for entry in load_jobs_file(await _text(request))]
     if not _is_json(content_type):
         raise _unsupported(request, (*YAML_TYPES[:1], *JSON_TYPES))
-    data = _parse_json(await request.text())
+    data = _parse_json(await _text(request))
     if not isinstance(data, list):
         raise InvalidInputError([Problem("", "the body must be a JSON list of jobs")])
     specs: list[JobSpec] = []
@@ -137,7 +144,8 @@ def int_query(request: web.BaseRequest, name: str, *, minimum: int) -> int | Non
     value = request.query.get(name)
     if value is None:
         return None
-    if not value.strip().isdigit() or int(value) < minimum:
+    # The length check comes first: int() of thousands of digits is refused (and slow).
+    if len(value) > 18 or not value.strip().isdigit() or int(value) < minimum:
         raise InvalidInputError([Problem(
             name, f"{value!r} is not allowed, use a whole number of at least {minimum}")])
     return int(value)

@@ -55,6 +55,7 @@ SHAPES: dict[str, str] = {
     "health": "{status: ok, messages}",
     "logs": "text/plain, one log line per line; chunked and open while followed",
     "metrics": "Prometheus text format",
+    "openapi": "this API's OpenAPI 3.1 document (JSON)",
     "legacy_job": "<legacy_job_view>",
     "legacy_jobs": "[<legacy_job_view>]",
     "legacy_images": "[{shortname, image}]",
@@ -137,6 +138,8 @@ ROUTES: tuple[Route, ...] = (
           summary="The server is up", responses={200: "health"}),
     Route(method="GET", path="/metrics", operation="metrics", flavour="ops",
           summary="Prometheus metrics", responses={200: "metrics"}),
+    Route(method="GET", path="/openapi.json", operation="openapi", flavour="ops",
+          summary="This API's OpenAPI 3.1 document", responses={200: "openapi"}),
     # --- legacy: the seed's routes ---------------------------------------------------------
     _legacy("POST", "/api/v1/run", op="create_job", summary="Create a job (form or JSON)",
             body=_FORM_OR_JSON, responses={201: "legacy_job"}),
