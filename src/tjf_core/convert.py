@@ -358,15 +358,14 @@ def job_from_yaml_entry(data: object) -> JobsFileEntry:
     return JobsFileEntry(spec=spec, wait=wait)
 
 
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    return value
+def _drop_none(value: dict[str, Any]) -> dict[str, Any]:
+    return {k: _drop_none(v) if isinstance(v, dict) else v
+            for k, v in value.items() if v is not None}
 
 
 def job_to_api(spec: JobSpec) -> dict[str, Any]:
     """The canonical API JSON of a spec: every field, defaults included, nulls left out."""
-    return _drop_none(converter.unstructure(spec))  # type: ignore[no-any-return]
+    return _drop_none(converter.unstructure(spec))
 
 
 def spec_to_json(spec: JobSpec) -> str:

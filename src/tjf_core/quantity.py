@@ -348,7 +348,19 @@ def _quantity(
     nanos = _nanos_of(mantissa, exponent)
     if nanos is None:
         raise _error(field, f"{_show(given)} is too large: {_RANGE}")
-    return Quantity(_decimal_from_nanos(nanos), fmt)
+    return _exact_quantity(_decimal_from_nanos(nanos), fmt)
+
+
+def _exact_quantity(value: Decimal, fmt: QuantityFormat) -> Quantity:
+    """A Quantity of a value already rounded to nanos and range-checked, without re-checking.
+
+    Parsing is on the hot path of every readback; the converter's checks would only repeat
+    what :func:`_nanos_of` has just done.
+    """
+    quantity = object.__new__(Quantity)
+    object.__setattr__(quantity, "value", value)
+    object.__setattr__(quantity, "format", fmt)
+    return quantity
 
 
 def _parse_text(text: str, field: str) -> Quantity:
