@@ -320,7 +320,7 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports: all probes stay bound until every port is chosen."""
     probes = [socket.socket() for _ in range(count)]
     try:
@@ -379,7 +379,7 @@ class LocalCluster:
             "admin", common_name="tjf-admin", organizations=("system:masters",), server=False
         )
         sa = pki.service_account_keys()
-        etcd_port, peer_port, api_port, kcm_port = _free_ports(4)
+        etcd_port, peer_port, api_port, kcm_port = free_ports(4)
         etcd_url, peer_url = f"http://127.0.0.1:{etcd_port}", f"http://127.0.0.1:{peer_port}"
 
         self._spawn(

@@ -22,7 +22,7 @@ import attrs
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import Cluster, Kube, ToolAccount, poll, write_kubeconfig
+from tests.e2e.cluster import Cluster, Kube, ToolAccount, free_ports, poll, write_kubeconfig
 from tests.e2e.test_contract_kube import IMAGES_FILE
 from tests.e2e.test_credentials import _sign
 from tests.e2e.test_deploy import (
@@ -32,7 +32,6 @@ from tests.e2e.test_deploy import (
     collection,
     create,
     delete_quietly,
-    free_ports,
     instantiate,
     profile_objects,
     tls_client,

@@ -41,7 +41,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.cluster import Cluster, Kube, _die_with_parent, poll
+from tests.e2e.cluster import Cluster, Kube, _die_with_parent, free_ports, poll
 from tests.http.conftest import Client, Reply
 from tests.http.pki import Issued, Pki
 from tests.k8s_schema import assert_valid, schema_errors
@@ -171,16 +171,6 @@ def missing_fields(sent: Any, stored: Any, path: str = "") -> list[str]:
 
 
 # --- tjf-api as a process ----------------------------------------------------------------
-
-def free_ports(count: int) -> list[int]:
-    probes = [socket.socket() for _ in range(count)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [int(probe.getsockname()[1]) for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
 
 
 def _healthy(port: int) -> bool:
