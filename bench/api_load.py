@@ -1,23 +1,22 @@
 """Benchmark: the REST API under keep-alive TLS load, and what it adds to the core's own cost.
 
-Run as ``.venv/bin/python bench/api_load.py [--seconds 10] [--jobs 100] [--clients 32]``.
+Run as ``.venv/bin/python bench/api_load.py [--seconds 8] [--jobs 100] [--clients 32]``.
 
-``tjf-api`` runs in a process of its own (``--runtime memory``, direct TLS listener on
-loopback, a throw-away PKI), so the load does not share its event loop; the tool gets
-``--jobs`` jobs (a third each one-off, scheduled and continuous) through the API. Then, for
-each route and for 1 and ``--clients`` concurrent clients (each one aiohttp session with one
-kept-alive TLS connection and the tool's client certificate, the handshake done before the
-clock starts), requests are sent back to back for ``--seconds``; every answer must be 200.
-Reported per scenario: requests/s, p50/p99 latency as the client sees it, and the server's
-CPU time per request (its ``/proc`` counters), which load on the client side does not skew.
+``tjf-api`` runs as its entry point runs it (``python -m tjf_http --runtime memory``) on
+loopback TLS with a throw-away PKI; the tool gets
+``--jobs`` jobs (a third each one-off, scheduled and continuous). Then, for each route and for
+1 and ``--clients`` clients, requests go back to back for ``--seconds``; every answer must be
+200. The clients must not be what is measured (a Python HTTP client library eats as much CPU
+as the server on 2 cores), so they run in processes of their own (``--client-processes``) on
+raw asyncio streams: one kept-alive HTTP/1.1 TLS connection each with the tool's certificate
+(handshake and a first request off the clock), the request prepared once as bytes, answers
+parsed no further than status and ``Content-Length``.
 
-Routes: ``GET /v1/healthz`` over the same TLS (no core call: the HTTP layer's own cost),
-``GET /v1/tool/{tool}/jobs/{name}`` and ``GET /v1/tool/{tool}/jobs``. The same two core
-operations are then timed in this process on a ``JobService`` over an ``InMemoryRuntime``
-with the same jobs (``service.get``, ``service.list``), one call after the other; the
-difference is the server's overhead per request.
-
-Everything stays on 127.0.0.1 and each scenario stops after ``--seconds``.
+Per scenario: requests/s, p50/p99 latency as the clients see it, the server's CPU time per
+request (its ``/proc`` counters: load elsewhere does not skew it much), the clients' CPU share
+and the 1-minute load average at its end (the machine is shared: every number moves with it).
+Then ``service.get`` and ``service.list`` alone, in this process, over an ``InMemoryRuntime``
+with the same jobs. Everything stays on 127.0.0.1 and each scenario stops after ``--seconds``.
 """
 
 from __future__ import annotations
@@ -25,12 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import json
+import multiprocessing
+import multiprocessing.connection
 import os
 import platform
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,7 +40,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import attrs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.http.pki
@@ -52,6 +52,8 @@ from tjf_core.settings import IdentitySettings, Settings
 from tjf_core.testing import InMemoryRuntime
 
 TOOL = "alpha"
+#: tjf-api as its entry point runs it.
+ENTRY = ("-m", "tjf_http")
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -67,6 +69,11 @@ def job_bodies(count: int) -> list[dict[str, Any]]:
             body["continuous"] = True
         bodies.append(body)
     return bodies
+
+
+def load_average() -> float:
+    """The 1-minute load average of the machine."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 # --- the server process ------------------------------------------------------------------
@@ -95,19 +102,21 @@ class ServerProcess:
     log: Path
 
     @classmethod
-    def start(cls, *, pki: Pki, scratch: Path, threads: int, access_log: bool) -> ServerProcess:
+    def start(cls, *, pki: Pki, scratch: Path, threads: int, access_log: bool,
+              extra: Sequence[str], entry: Sequence[str] = ENTRY) -> ServerProcess:
         port, ops = _free_port(), _free_port()
         (scratch / "homes" / TOOL).mkdir(parents=True)
         log = scratch / "server.log"
         with log.open("wb") as sink:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "tjf_http", "--runtime", "memory",
+                [sys.executable, *entry, "--runtime", "memory",
                  "--host", "127.0.0.1", "--port", str(port), "--cert", str(pki.server.cert),
                  "--key", str(pki.server.key), "--client-ca", str(pki.ca),
                  "--ops-host", "127.0.0.1", "--ops-port", str(ops), "--log-level", "warning",
                  "--threads", str(threads),
                  "--set", f"server.access_log={str(access_log).lower()}",
-                 "--set", f"identity.home_template={scratch}/homes/{{tool}}"],
+                 "--set", f"identity.home_template={scratch}/homes/{{tool}}",
+                 *(arg for setting in extra for arg in ("--set", setting))],
                 stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
         server = cls(popen, port, log)
         deadline = time.monotonic() + 30
@@ -133,7 +142,82 @@ class ServerProcess:
                 self.popen.wait()
 
 
-# --- load --------------------------------------------------------------------------------
+# --- the load generator (in processes of its own) ----------------------------------------
+
+@attrs.frozen(kw_only=True)
+class Target:
+    """Where the clients connect and with which certificate."""
+
+    port: int
+    ca: str
+    cert: str
+    key: str
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    request: bytes) -> None:
+    """Send ``request`` and read its whole answer; RuntimeError unless it is a 200."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    if head[9:12] != b"200":
+        raise RuntimeError(f"answered {head[:64]!r}")
+    start = head.lower().find(b"\r\ncontent-length:")
+    if start < 0:
+        raise RuntimeError("an answer without Content-Length (chunked?) is not expected here")
+    end = head.index(b"\r\n", start + 2)
+    await reader.readexactly(int(head[start + 17:end]))
+
+
+async def _clients(target: Target, *, path: str, clients: int, seconds: float,
+                   ready: multiprocessing.connection.Connection) -> dict[str, Any]:
+    context = target.context()
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{target.port}\r\n"
+               "Accept: application/json\r\n\r\n").encode()
+    streams = [await asyncio.open_connection("127.0.0.1", target.port, ssl=context)
+               for _ in range(clients)]
+    for reader, writer in streams:  # handshakes and first requests, off the clock
+        await _exchange(reader, writer, request)
+    ready.send("ready")
+    ready.recv()  # go
+    latencies: list[list[float]] = [[] for _ in streams]
+    cpu = time.process_time()
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     into: list[float]) -> None:
+        clock = time.perf_counter
+        while (now := clock()) < deadline:
+            await _exchange(reader, writer, request)
+            into.append(clock() - now)
+
+    await asyncio.gather(*(client(r, w, into) for (r, w), into in zip(streams, latencies,
+                                                                      strict=True)))
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    for _, writer in streams:
+        writer.close()
+    return {"latencies": [value for each in latencies for value in each],
+            "seconds": elapsed, "cpu": cpu}
+
+
+def _client_process(target: Target, path: str, clients: int, seconds: float,
+                    channel: multiprocessing.connection.Connection) -> None:
+    try:
+        result = asyncio.run(_clients(target, path=path, clients=clients, seconds=seconds,
+                                 ready=channel))
+    except Exception as error:  # reported to the parent, which fails the run
+        channel.send({"error": f"{type(error).__name__}: {error}"})
+    else:
+        channel.send(result)
+    finally:
+        channel.close()
+
 
 @attrs.frozen
 class Result:
@@ -144,6 +228,7 @@ class Result:
     latencies: list[float]
     server_cpu: float
     client_cpu: float
+    load: float
 
     @property
     def rate(self) -> float:
@@ -154,55 +239,69 @@ class Result:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def _tls(pki: Pki) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(pki.ca))
-    context.load_cert_chain(str(pki.alpha.cert), str(pki.alpha.key))
-    return context
-
-
-async def _populate(base: str, context: ssl.SSLContext, count: int) -> None:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
-        for body in job_bodies(count):
-            async with session.post(f"{base}/v1/tool/{TOOL}/jobs", json=body) as answer:
-                if answer.status != 201:
-                    raise RuntimeError(f"creating {body['name']}: {answer.status} "
-                                       f"{await answer.text()}")
-
-
-async def _load(url: str, *, context: ssl.SSLContext, clients: int, seconds: float,
-                server: ServerProcess, scenario: str) -> Result:
-    sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=1))
-                for _ in range(clients)]
+def run_load(target: Target, path: str, *, clients: int, processes: int, seconds: float,
+             server: ServerProcess, scenario: str) -> Result:
+    """``clients`` connections spread over ``processes`` processes, started together."""
+    processes = min(processes, clients)
+    shares = [clients // processes + (1 if i < clients % processes else 0)
+              for i in range(processes)]
+    context = multiprocessing.get_context("fork")
+    workers, channels = [], []
+    for share in shares:
+        parent, child = context.Pipe()
+        worker = context.Process(target=_client_process,
+                                 args=(target, path, share, seconds, child), daemon=True)
+        worker.start()
+        child.close()
+        workers.append(worker)
+        channels.append(parent)
     try:
-        for session in sessions:  # handshakes and first requests, off the clock
-            async with session.get(url) as answer:
-                await answer.read()
-        latencies: list[list[float]] = [[] for _ in range(clients)]
-        cpu_before, client_before = server.cpu_seconds(), time.process_time()
-        started = time.perf_counter()
-        deadline = started + seconds
-
-        async def client(session: aiohttp.ClientSession, into: list[float]) -> None:
-            while (now := time.perf_counter()) < deadline:
-                async with session.get(url) as answer:
-                    await answer.read()
-                    if answer.status != 200:
-                        raise RuntimeError(f"{url}: {answer.status}")
-                into.append(time.perf_counter() - now)
-
-        await asyncio.gather(*(client(s, into) for s, into in zip(sessions, latencies,
-                                                                   strict=True)))
-        elapsed = time.perf_counter() - started
-        flat = [value for each in latencies for value in each]
-        return Result(scenario, clients, len(flat), elapsed, flat,
-                      server.cpu_seconds() - cpu_before, time.process_time() - client_before)
+        for channel in channels:
+            if not channel.poll(60):
+                raise RuntimeError("a client process did not get ready in 60 s")
+            said = channel.recv()
+            if said != "ready":
+                raise RuntimeError(f"a client process failed: {said}")
+        cpu_before = server.cpu_seconds()
+        for channel in channels:
+            channel.send("go")
+        answers = []
+        for channel in channels:
+            if not channel.poll(seconds + 60):
+                raise RuntimeError("a client process did not finish")
+            answers.append(channel.recv())
+        server_cpu = server.cpu_seconds() - cpu_before
     finally:
-        for session in sessions:
-            await session.close()
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
+    failed = [answer["error"] for answer in answers if "error" in answer]
+    if failed:
+        raise RuntimeError(f"{scenario}: {failed[0]}")
+    latencies = [value for answer in answers for value in answer["latencies"]]
+    return Result(scenario, clients, len(latencies), max(a["seconds"] for a in answers),
+                  latencies, server_cpu, sum(a["cpu"] for a in answers), load_average())
 
 
-def direct(service: JobService, call: Callable[[], object], *, seconds: float,
-           scenario: str) -> Result:
+def populate(target: Target, count: int) -> None:
+    connection = http.client.HTTPSConnection("127.0.0.1", target.port, context=target.context(),
+                                             timeout=30)
+    try:
+        for body in job_bodies(count):
+            connection.request("POST", f"/v1/tool/{TOOL}/jobs", body=json.dumps(body),
+                               headers={"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            text = answer.read()
+            if answer.status != 201:
+                raise RuntimeError(f"creating {body['name']}: {answer.status} {text!r}")
+    finally:
+        connection.close()
+
+
+# --- the core alone ----------------------------------------------------------------------
+
+def direct(call: Callable[[], object], *, seconds: float, scenario: str) -> Result:
     """The core operation alone, in this process, one call after the other."""
     call()
     latencies: list[float] = []
@@ -213,7 +312,7 @@ def direct(service: JobService, call: Callable[[], object], *, seconds: float,
         latencies.append(time.perf_counter() - now)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_before
-    return Result(scenario, 1, len(latencies), elapsed, latencies, cpu, 0.0)
+    return Result(scenario, 1, len(latencies), elapsed, latencies, cpu, 0.0, load_average())
 
 
 def direct_service(jobs: int, homes: Path) -> JobService:
@@ -229,78 +328,76 @@ def direct_service(jobs: int, homes: Path) -> JobService:
 
 def _row(result: Result) -> str:
     per_request = result.server_cpu / result.requests * 1000 if result.requests else 0.0
+    client = f"{result.client_cpu / result.seconds:.0%}" if result.client_cpu else "-"
     return (f"| {result.scenario} | {result.clients} | {result.requests} | {result.rate:,.0f} "
             f"| {result.percentile(0.5) * 1000:.2f} | {result.percentile(0.99) * 1000:.2f} "
-            f"| {per_request:.2f} |")
+            f"| {per_request:.2f} | {client} | {result.load:.2f} |")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each scenario")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each scenario")
     parser.add_argument("--jobs", type=int, default=100, help="jobs the tool has")
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="processes the clients are spread over")
     parser.add_argument("--threads", type=int, default=16, help="the server's server.threads")
     parser.add_argument("--no-access-log", action="store_true",
                         help="server.access_log = false (it is on in production)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="another server setting, e.g. server.threads=4")
+    parser.add_argument("--only", choices=("healthz", "get", "list"), action="append",
+                        help="run only these routes (default: all three)")
     args = parser.parse_args(argv)
-    if not 0 < args.seconds <= 60 or not 1 <= args.clients <= 256 or not 1 <= args.jobs <= 300:
-        parser.error("keep it bounded: --seconds 0-60, --clients 1-256, --jobs 1-300")
+    if (not 0 < args.seconds <= 60 or not 1 <= args.clients <= 256 or not 1 <= args.jobs <= 300
+            or not 1 <= args.client_processes <= 8):
+        parser.error("keep it bounded: --seconds 0-60, --clients 1-256, --jobs 1-300, "
+                     "--client-processes 1-8")
 
     scratch = Path(tempfile.mkdtemp(prefix="tjf-api-load-"))
     pki = Pki.create(scratch)
-    context = _tls(pki)
+    load_before = load_average()
     server = ServerProcess.start(pki=pki, scratch=scratch, threads=args.threads,
-                                 access_log=not args.no_access_log)
-    base = f"https://127.0.0.1:{server.port}"
+                                 access_log=not args.no_access_log, extra=args.set)
+    target = Target(port=server.port, ca=str(pki.ca), cert=str(pki.alpha.cert),
+                    key=str(pki.alpha.key))
     one = f"job-{args.jobs // 2:03d}"
-    routes = (("GET /v1/healthz (TLS, no core call)", "/v1/healthz"),
-              ("GET /v1/tool/{tool}/jobs/{name}", f"/v1/tool/{TOOL}/jobs/{one}"),
-              ("GET /v1/tool/{tool}/jobs", f"/v1/tool/{TOOL}/jobs"))
+    routes = {"healthz": ("GET /v1/healthz (TLS, no core call)", "/v1/healthz"),
+              "get": ("GET /v1/tool/{tool}/jobs/{name}", f"/v1/tool/{TOOL}/jobs/{one}"),
+              "list": ("GET /v1/tool/{tool}/jobs", f"/v1/tool/{TOOL}/jobs")}
+    chosen = [routes[name] for name in routes if args.only is None or name in args.only]
     results: list[Result] = []
     try:
-        asyncio.run(_populate(base, context, args.jobs))
-        for scenario, path in routes:
+        populate(target, args.jobs)
+        for scenario, path in chosen:
             for clients in sorted({1, args.clients}):
-                result = asyncio.run(_load(base + path, context=context, clients=clients,
-                                           seconds=args.seconds, server=server,
-                                           scenario=scenario))
+                result = run_load(target, path, clients=clients, processes=args.client_processes,
+                                  seconds=args.seconds, server=server, scenario=scenario)
                 results.append(result)
-                print(f"{scenario}, {clients} client(s): {result.rate:,.0f} req/s",
-                      file=sys.stderr)
+                print(f"{scenario}, {clients} client(s): {result.rate:,.0f} req/s, "
+                      f"load {result.load:.2f}", file=sys.stderr)
     finally:
         server.stop()
 
     service = direct_service(args.jobs, scratch / "homes")
     tool = service.identity(TOOL)
     direct_results = [
-        direct(service, lambda: service.get(tool, one), seconds=min(args.seconds, 5),
+        direct(lambda: service.get(tool, one), seconds=min(args.seconds, 5),
                scenario="service.get (in process)"),
-        direct(service, lambda: service.list(tool), seconds=min(args.seconds, 5),
+        direct(lambda: service.list(tool), seconds=min(args.seconds, 5),
                scenario="service.list (in process)"),
     ]
 
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"{args.jobs} jobs, {args.seconds:g} s per scenario, server.threads {args.threads}, "
-          f"access log {'off' if args.no_access_log else 'on'}\n")
-    print("| scenario | clients | requests | req/s | p50 ms | p99 ms | server CPU ms/req |")
-    print("|---|---|---|---|---|---|---|")
+          f"access log {'off' if args.no_access_log else 'on'}, settings {args.set or 'default'}"
+          f", {args.client_processes} client process(es); load average {load_before:.2f} "
+          "before\n")
+    print("| scenario | clients | requests | req/s | p50 ms | p99 ms | server CPU ms/req "
+          "| client CPU | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in [*results, *direct_results]:
         print(_row(result))
-    print("\nOverhead of the server over the core call (1 client: latency; CPU per request):")
-    health = next(r for r in results if r.clients == 1 and "healthz" in r.scenario)
-    for core, scenario in zip(direct_results, (routes[1][0], routes[2][0]), strict=True):
-        served = next(r for r in results if r.clients == 1 and r.scenario == scenario)
-        loaded = next(r for r in results if r.clients == args.clients and r.scenario == scenario)
-        print(f"- {scenario}: p50 {served.percentile(0.5) * 1000:.2f} ms served vs "
-              f"{core.percentile(0.5) * 1000:.2f} ms in process "
-              f"(+{(served.percentile(0.5) - core.percentile(0.5)) * 1000:.2f} ms); "
-              f"server CPU {loaded.server_cpu / loaded.requests * 1000:.2f} ms/req vs "
-              f"{core.server_cpu / core.requests * 1000:.2f} ms/call; at {args.clients} "
-              f"clients {loaded.rate:,.0f} req/s vs {core.rate:,.0f} calls/s in process")
-    print(f"- the HTTP layer alone (healthz, 1 client): p50 {health.percentile(0.5) * 1000:.2f}"
-          f" ms, {health.server_cpu / health.requests * 1000:.3f} ms server CPU per request")
-    client_share = statistics.mean(r.client_cpu / r.seconds for r in results)
-    print(f"- the load generator used {client_share:.0%} of a core on average (same machine)")
     return 0
 
 

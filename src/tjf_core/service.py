@@ -7,15 +7,22 @@ and carries the plan out only when every desired job is valid. It never half-app
 whose second object (a Service) fails is removed again.
 
 The clock is injected (``clock``), so status and restarts are testable with a fixed time.
+
+Reading a job back (its spec, and whether the live object is what that spec renders to) is a
+pure function of the object, which a uid and a resourceVersion name exactly: the service
+remembers it for the objects it saw last (``readback_cache`` of them), so listing unchanged
+jobs does not re-render each one. Status is computed afresh every time (it depends on the time).
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -39,6 +46,9 @@ from tjf_core.restart import render_manual_run, render_restart_patch
 from tjf_core.runtime import Manifest, Runtime, ToolObjects
 from tjf_core.settings import Settings
 from tjf_core.status import JobObjects, JobStatus, group_objects, job_status
+
+#: Readback results remembered by a service: more than the jobs of several busy tools.
+READBACK_CACHE = 4096
 
 __all__ = ["ApplyResult", "Job", "JobList", "JobService"]
 
@@ -94,6 +104,12 @@ class JobService:
     #: How long a log follower waits between looks at the file or the job.
     follow_interval: float = attrs.field(default=1.0, kw_only=True)
     sleep: Callable[[float], None] = attrs.field(default=time.sleep, kw_only=True)
+    #: How many objects' readback is remembered (0: none).
+    readback_cache: int = attrs.field(default=READBACK_CACHE, kw_only=True)
+    _readback: dict[tuple[object, ...], tuple[ImageCatalog, JobSpec, bool]] = attrs.field(
+        factory=dict, init=False, repr=False, eq=False)
+    _readback_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False,
+                                                 repr=False, eq=False)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -206,13 +222,12 @@ class JobService:
         unreadable: set[str] = set()
         for grouped in self._grouped(objects).values():
             try:
-                spec = read_spec(grouped.main, home=tool.home, catalog=catalog)
+                spec, up_to_date = self._read_back(tool, grouped.main, catalog)
             except InvalidInputError:
                 unreadable.add(grouped.name)  # replaced by the file's definition, if it has one
                 continue
             current.append(spec)
-            if not is_up_to_date(grouped.main, tool=self._context(tool),
-                                 settings=self.settings.render, catalog=catalog, spec=spec):
+            if not up_to_date:
                 stale.add(grouped.name)
         plan = make_plan(desired, current, only=only, stale=stale)
         if not dry_run:
@@ -271,11 +286,34 @@ class JobService:
             jobs=(), pods=objects.pods, events=objects.events,
         )
 
-    def _job(self, tool: ToolIdentity, grouped: JobObjects, catalog: ImageCatalog) -> Job:
-        spec = read_spec(grouped.main, home=tool.home, catalog=catalog)
+    def _read_back(self, tool: ToolIdentity, main: Mapping[str, Any],
+                   catalog: ImageCatalog) -> tuple[JobSpec, bool]:
+        """The spec of a job's main object and whether the object is up to date with it."""
         context = self._context(tool)
-        current = is_up_to_date(grouped.main, tool=context, settings=self.settings.render,
+        metadata = main.get("metadata") or {}
+        uid, version = metadata.get("uid"), metadata.get("resourceVersion")
+        key: tuple[object, ...] | None = None
+        if self.readback_cache > 0 and isinstance(uid, str) and uid and isinstance(
+                version, str) and version:
+            # The same object (uid) unchanged (resourceVersion), read for the same tool with
+            # the same settings: the same answer. The catalog is compared by identity.
+            key = (uid, version, main.get("kind"), context, self.settings.render)
+            found = self._readback.get(key)
+            if found is not None and found[0] is catalog:
+                return found[1], found[2]
+        spec = read_spec(main, home=tool.home, catalog=catalog)
+        current = is_up_to_date(main, tool=context, settings=self.settings.render,
                                 catalog=catalog, spec=spec)
+        if key is not None:
+            with self._readback_lock:
+                self._readback.pop(key, None)
+                self._readback[key] = (catalog, spec, current)
+                while len(self._readback) > self.readback_cache:
+                    del self._readback[next(iter(self._readback))]  # the oldest first
+        return spec, current
+
+    def _job(self, tool: ToolIdentity, grouped: JobObjects, catalog: ImageCatalog) -> Job:
+        spec, current = self._read_back(tool, grouped.main, catalog)
         status = job_status(grouped, spec=spec, now=self.clock(), up_to_date=current,
                             tool=tool.tool)
         try:

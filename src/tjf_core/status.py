@@ -21,6 +21,11 @@ Decisions:
   Deployment only while it has fewer live pods than replicas wanted.
 * Fire times use the CronJob's schedule and time zone (what Kubernetes runs), falling back to
   the spec's (the job's ``timezone``, UTC by default) where the CronJob does not say.
+* ``exit_code`` is given only when ``short`` is succeeded or failed: the exit code of the
+  deciding pod's main container (its current state, else its last one, as while it restarts),
+  so that ``run --wait`` can exit with it. A Job that completed without a readable pod exited
+  0 (Kubernetes completes a Job only on a zero exit); a failure without a terminated container
+  (stopped at its deadline, pod gone) has none.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class JobStatus:
     next_schedule: datetime | None = None
     status_short: str  # the legacy strings of REFERENCE §5, exactly
     status_long: str  # explains the newest pod
+    exit_code: int | None = None  # the finished run's (see the module docstring)
 
 
 @attrs.frozen(kw_only=True)
@@ -228,6 +234,17 @@ class _Outcome:
     legacy: str
     duration: timedelta | None = None
     messages: tuple[str, ...] = ()
+    exit_code: int | None = None
+
+
+def _exit_code(pod: Manifest | None) -> int | None:
+    """The exit code of the pod's main container: its current state, else its last one."""
+    container = main_container(pod) if pod is not None else None
+    for state in ("state", "lastState"):
+        code = int_at(container, state, "terminated", "exitCode")
+        if code is not None:
+            return code
+    return None
 
 
 def _event_time(event: Manifest) -> datetime:
@@ -287,7 +304,9 @@ def _batch(
     if "Complete" in conditions:
         complete = conditions["Complete"]
         end = time_at(job, "status", "completionTime") or time_at(complete, "lastTransitionTime")
-        return _Outcome(StatusShort.SUCCEEDED, "Completed", elapsed(start, end or now))
+        code = _exit_code(newest)
+        return _Outcome(StatusShort.SUCCEEDED, "Completed", elapsed(start, end or now),
+                        exit_code=0 if code is None else code)
     # FailureTarget (Kubernetes >= 1.31) comes first, while the Job's pods are being stopped.
     failed = conditions.get("Failed") or conditions.get("FailureTarget")
     if failed is not None:
@@ -295,7 +314,8 @@ def _batch(
         sentence = f"The job failed ({reason}): {text_at(failed, 'message') or 'no message'}"
         end = time_at(failed, "lastTransitionTime") or now
         messages = (sentence, *pod_messages(newest, spec))
-        return _Outcome(StatusShort.FAILED, "Failed", elapsed(start, end), messages)
+        return _Outcome(StatusShort.FAILED, "Failed", elapsed(start, end), messages,
+                        _exit_code(newest))
     after = None if newest is None else created_at(newest)
     quota = _quota_refusal(events, kinds=frozenset({"Job"}), after=after)
     if quota is not None:
@@ -309,17 +329,20 @@ def _batch(
     if bucket is PodBucket.RUNNING:
         return _Outcome(StatusShort.RUNNING, running, elapsed(start, now), messages)
     if bucket is PodBucket.RESTARTED:
-        return _Outcome(StatusShort.FAILED, "Specified command fails to run", None, messages)
+        return _Outcome(StatusShort.FAILED, "Specified command fails to run", None, messages,
+                        _exit_code(newest))
     if bucket is PodBucket.SUCCEEDED:
         end = time_at(main_container(newest), "state", "terminated", "finishedAt") or now
-        return _Outcome(StatusShort.SUCCEEDED, "Completed", elapsed(start, end), messages)
+        return _Outcome(StatusShort.SUCCEEDED, "Completed", elapsed(start, end), messages,
+                        _exit_code(newest))
     if bucket is PodBucket.FAILED:
         attempts = int_at(job, "status", "failed") or 1
         limit = int_at(job, "spec", "backoffLimit")
         if limit is None or attempts <= limit:  # the Job controller will try again
             retry = f"Attempt {attempts} failed; Kubernetes retries it"
             return _Outcome(StatusShort.RUNNING, running, elapsed(start, now), (retry, *messages))
-        return _Outcome(StatusShort.FAILED, "Failed", elapsed(start, now), messages)
+        return _Outcome(StatusShort.FAILED, "Failed", elapsed(start, now), messages,
+                        _exit_code(newest))
     return _Outcome(StatusShort.UNKNOWN, "Unknown", None, messages)
 
 
@@ -369,7 +392,7 @@ def _scheduled_outcome(objects: JobObjects, *, spec: JobSpec, now: datetime) -> 
         legacy = f"Last schedule time: {rfc3339(last_schedule)}"
     if run is None or run.short not in (StatusShort.SUCCEEDED, StatusShort.FAILED):
         return _Outcome(StatusShort.PENDING, legacy)
-    return _Outcome(run.short, legacy, run.duration, run.messages)
+    return _Outcome(run.short, legacy, run.duration, run.messages, run.exit_code)
 
 
 def _continuous_outcome(objects: JobObjects, *, spec: JobSpec, now: datetime) -> _Outcome:
@@ -382,7 +405,8 @@ def _continuous_outcome(objects: JobObjects, *, spec: JobSpec, now: datetime) ->
     crashing = newest_of(p for p, b in buckets if b is PodBucket.RESTARTED)
     if crashing is not None:
         messages = tuple(pod_messages(crashing, spec))
-        return _Outcome(StatusShort.FAILED, "Specified command fails to run", None, messages)
+        return _Outcome(StatusShort.FAILED, "Specified command fails to run", None, messages,
+                        _exit_code(crashing))
     active = [p for p, b in buckets if b not in (PodBucket.FAILED, PodBucket.SUCCEEDED)]
     if len(active) < wanted:
         quota = _quota_refusal(
@@ -401,8 +425,9 @@ def _continuous_outcome(objects: JobObjects, *, spec: JobSpec, now: datetime) ->
         return _Outcome(StatusShort.RUNNING, "Running", elapsed(start, now), messages)
     newest = newest_of(live)
     bucket = None if newest is None else pod_bucket(newest, now=now)
-    short = StatusShort.FAILED if bucket is PodBucket.FAILED else StatusShort.PENDING
-    return _Outcome(short, "Not running", None, tuple(pod_messages(newest, spec)))
+    failed = bucket is PodBucket.FAILED
+    return _Outcome(StatusShort.FAILED if failed else StatusShort.PENDING, "Not running", None,
+                    tuple(pod_messages(newest, spec)), _exit_code(newest) if failed else None)
 
 
 def job_status(
@@ -436,4 +461,5 @@ def job_status(
         next_schedule=following,
         status_short=outcome.legacy,
         status_long=explain_pod(newest_of(objects.pods)),
+        exit_code=outcome.exit_code,
     )

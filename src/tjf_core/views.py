@@ -62,7 +62,11 @@ def _image_state(job: Job) -> str:
 
 
 def status_view(status: JobStatus) -> dict[str, Any]:
-    """The structured status: ``short``, ``duration`` (whole seconds), ``up_to_date`` …"""
+    """The structured status: ``short``, ``duration`` (whole seconds), ``up_to_date`` …
+
+    ``exit_code`` is the finished run's container exit code (null while it runs, or when
+    unknown): what ``run --wait`` exits with.
+    """
     duration = status.duration
     return {
         "short": status.short.value,
@@ -71,6 +75,7 @@ def status_view(status: JobStatus) -> dict[str, Any]:
         "messages": list(status.messages),
         "previous_schedule": _time(status.previous_schedule),
         "next_schedule": _time(status.next_schedule),
+        "exit_code": status.exit_code,
     }
 
 

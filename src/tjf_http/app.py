@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tjf_core.service import JobService
 from tjf_http.auth import Listeners
-from tjf_http.executor import CoreCalls
+from tjf_http.executor import CoreCalls, never_blocks
 from tjf_http.legacy import LEGACY
 from tjf_http.metrics import CONTENT_TYPE, Metrics
 from tjf_http.middleware import add_request_id, authenticate, errors, observe
@@ -63,7 +63,8 @@ def make_app(
     metrics = Metrics()
     calls = CoreCalls(threads=settings.server.threads,
                       timeout=settings.server.call_timeout_seconds,
-                      followers=settings.server.log_followers)
+                      followers=settings.server.log_followers,
+                      inline=never_blocks(service.runtime))
     metrics.followers.set_function(lambda: calls.followers)
     app[METRICS] = metrics
     app[CALLS] = calls

@@ -13,14 +13,24 @@ recorded is refused (401).
 * trusted: the proxy in front verified the certificate; its ``ssl-client-subject-dn`` header
   (or, when configured, an API gateway's tool header) names the tool.
 * ops: no identity; only the health and metrics routes are served there.
+
+A client keeps its connection and its certificate for many requests, so what a certificate
+says (its parsed form, its validity window and the tool it names) is remembered for the
+connection, and by the certificate's DER bytes for the next connection; only the validity
+window is checked again at each request's time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import ipaddress
+import weakref
 from datetime import datetime
+from typing import Any
 
+import attrs
 from aiohttp import web
 from cryptography import x509
 
@@ -40,6 +50,7 @@ class ListenerKind(enum.Enum):
     OPS = "ops"
 
 
+@functools.lru_cache(maxsize=256)  # a handful of bound and peer addresses, asked every request
 def _host(host: str) -> str:
     """A comparable spelling of an address (IPv4-mapped IPv6 as IPv4)."""
     try:
@@ -107,15 +118,54 @@ def _from_certificate(request: web.BaseRequest, *, identity: IdentitySettings,
                       now: datetime) -> ToolIdentity:
     transport = request.transport
     ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        raise AuthenticationError("no client certificate was presented: use the tool's "
-                                  "certificate from its kubeconfig")
+    known = None
+    if ssl_object is not None:
+        with contextlib.suppress(TypeError):
+            known = _BY_CONNECTION.get(ssl_object)
+    if known is None or known.settings is not identity:
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if not der:
+            raise AuthenticationError("no client certificate was presented: use the tool's "
+                                      "certificate from its kubeconfig")
+        known = _certificate_identity(der, identity)
+        with contextlib.suppress(TypeError):  # an SSL object that takes no weak reference
+            _BY_CONNECTION[ssl_object] = known
+    if not known.not_before <= now <= known.not_after:
+        # Outside its window now: the full check says which end, as it always does.
+        return identity_from_certificate(known.certificate, settings=identity, now=now)
+    return known.tool
+
+
+@attrs.frozen
+class _Known:
+    """What a client certificate says, found once: its window and the tool it names."""
+
+    settings: IdentitySettings
+    certificate: x509.Certificate
+    not_before: datetime
+    not_after: datetime
+    tool: ToolIdentity
+
+
+#: By TLS connection (its ``SSLObject``), for as long as the connection lives.
+_BY_CONNECTION: weakref.WeakKeyDictionary[Any, _Known] = weakref.WeakKeyDictionary()
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate_identity(der: bytes, settings: IdentitySettings) -> _Known:
+    """A certificate the TLS layer accepted, parsed, and the tool it names.
+
+    Checked at the start of its window, where it is valid, so what may fail is what does not
+    change with time (its subject); that raises and is not remembered.
+    """
     try:
         certificate = x509.load_der_x509_certificate(der)
     except ValueError as error:
         raise CertificateError(f"the client certificate cannot be read: {error}") from None
-    return identity_from_certificate(certificate, settings=identity, now=now)
+    not_before = certificate.not_valid_before_utc
+    tool = identity_from_certificate(certificate, settings=settings, now=not_before)
+    return _Known(settings=settings, certificate=certificate, not_before=not_before,
+                  not_after=certificate.not_valid_after_utc, tool=tool)
 
 
 def _from_headers(request: web.BaseRequest, *, identity: IdentitySettings,

@@ -2,19 +2,26 @@
 
 The core (and the Kubernetes client under it) blocks, so every core call runs in a bounded
 :class:`~concurrent.futures.ThreadPoolExecutor`; a call slower than the timeout is answered
-504 (the thread finishes the call on its own, the pool stays bounded). Log lines are read from
-a blocking iterator a batch at a time; followed logs run in a second pool of their own, sized
+504 (the thread finishes the call on its own, the pool stays bounded). A runtime that never
+blocks (``blocking = False``, as the server's memory runtime declares) is called on the loop
+itself: the hop to a thread and back, and the fight for the GIL that comes with it, would cost
+more than the call. Log lines are read from a blocking iterator a batch at a time, always in a
+thread (log files are read from disk); followed logs run in a second pool of their own, sized
 by the number of followers allowed, so followers that wait for hours never starve short calls,
 and a follower past the limit is told to come back later (503).
 
 A follower ends when its client goes away or the server stops: the iterator is asked to stop
 through ``keep_following`` and closed as soon as the thread reading it is free, never from
-another thread while it reads.
+another thread while it reads. A read blocked in the thread (a pod's log that stays quiet) is
+ended at once when the iterator has an ``abort()`` method, which must be safe to call from
+another thread (the Kubernetes runtime's shuts the connection down); otherwise at the
+iterator's next look at ``keep_following``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator
@@ -23,7 +30,7 @@ from typing import Any, TypeVar
 
 from tjf_core.errors import TjfError
 
-__all__ = ["BusyError", "CallTimeoutError", "CoreCalls", "LineStream"]
+__all__ = ["BusyError", "CallTimeoutError", "CoreCalls", "LineStream", "never_blocks"]
 
 _T = TypeVar("_T")
 #: Lines read in one go from a log that is not followed.
@@ -57,6 +64,22 @@ def _close(iterator: Iterator[str]) -> None:
         close()
 
 
+def _abort(iterator: Iterator[str]) -> None:
+    abort = getattr(iterator, "abort", None)
+    if abort is not None:
+        with contextlib.suppress(Exception):  # the reader's thread reports what went wrong
+            abort()
+
+
+def never_blocks(runtime: object) -> bool:
+    """Whether ``runtime`` says its calls never block (``blocking = False``).
+
+    An attribute of the runtime, not a guess from its type: a runtime that says nothing is
+    taken to block, and a wrapper that sleeps (``SlowRuntime``) says it does.
+    """
+    return getattr(runtime, "blocking", True) is False
+
+
 class LineStream:
     """Batches of lines read in a thread from a blocking iterator; ``close()`` when done."""
 
@@ -77,7 +100,8 @@ class LineStream:
     async def next_batch(self, *, wanted: Callable[[], bool] | None = None,
                          poll: float = 0.5) -> list[str] | None:
         """The next lines (None at the end). While waiting for them, ``wanted()`` is asked
-        every ``poll`` seconds; once it says False (the client left) the stream is closed."""
+        every ``poll`` seconds; once it says False (the client left), or the server stops, the
+        stream is closed."""
         if self.iterator is None or self._dropped.is_set():
             return None
         self._pending = self._pool.submit(_batch, self.iterator, self._size)
@@ -86,8 +110,8 @@ class LineStream:
             done, _ = await asyncio.wait({waiting}, timeout=poll)
             if done:
                 return waiting.result() or None
-            if wanted is not None and not wanted():
-                self.close()
+            if self._calls.stopping or (wanted is not None and not wanted()):
+                self.close()  # the server stops, or the client left
                 return None
 
     def close(self) -> None:
@@ -98,8 +122,11 @@ class LineStream:
             self._waiting.cancel()  # nobody waits for the read any more (the loop may close)
         if self._pending is not None and not self._pending.done():
             # Still reading in its thread: finish there once that read returns. Until then
-            # the follower keeps its place, so the limit counts threads really in use.
+            # the follower keeps its place, so the limit counts threads really in use. A read
+            # that may wait for hours for the next line is woken now, where the iterator can.
             self._pending.add_done_callback(lambda _: self._finish())
+            if self.iterator is not None:
+                _abort(self.iterator)
         else:
             self._finish()
 
@@ -115,7 +142,10 @@ class LineStream:
 class CoreCalls:
     """The thread pools of one application; ``close()`` on shutdown."""
 
-    def __init__(self, *, threads: int, timeout: float, followers: int) -> None:
+    def __init__(self, *, threads: int, timeout: float, followers: int,
+                 inline: bool = False) -> None:
+        #: Calls run on the event loop, not in the pool (a runtime that never blocks).
+        self.inline = inline
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tjf-core")
         self._follow_pool = ThreadPoolExecutor(max_workers=followers,
                                                thread_name_prefix="tjf-follow")
@@ -131,9 +161,18 @@ class CoreCalls:
         return self._followers
 
     async def call(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
-        """``fn(*args, **kwargs)`` in the pool; CallTimeoutError past the timeout."""
+        """``fn(*args, **kwargs)`` in the pool; CallTimeoutError past the timeout.
+
+        Inline (``inline``), the call is made right here: it never blocks, so it needs no
+        timeout either.
+        """
+        if self.inline:
+            return fn(*args, **kwargs)
+        return await self._threaded(functools.partial(fn, *args, **kwargs))
+
+    async def _threaded(self, fn: Callable[[], _T]) -> _T:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        future = loop.run_in_executor(self._pool, fn)
         try:
             return await asyncio.wait_for(future, self._timeout)
         except TimeoutError:
@@ -147,8 +186,9 @@ class CoreCalls:
     ) -> LineStream:
         """The lines of the iterator ``open_lines(keep_following)`` makes, as a stream.
 
-        Opening runs as a normal call, so its errors (no such job …) come before any line;
-        ``keep_following()`` turns False once the stream is closed or the server stops.
+        Opening runs as a normal call (always in a thread: it may read log files), so its
+        errors (no such job …) come before any line; ``keep_following()`` turns False once the
+        stream is closed or the server stops.
         """
         if follow:
             with self._lock:
@@ -159,7 +199,8 @@ class CoreCalls:
         stream = LineStream(self, pool=self._follow_pool if follow else self._pool,
                             batch=1 if follow else _BATCH, follow=follow)
         try:
-            stream.iterator = await self.call(open_lines, stream.keep_following)
+            stream.iterator = await self._threaded(
+                functools.partial(open_lines, stream.keep_following))
         except BaseException:
             stream.close()
             raise

@@ -8,7 +8,7 @@ What differs from the modern routes, and only that, lives here:
   clients send ``filelog=true`` unless told ``--no-filelog``), so a missing one means off;
 * answers are bare: a job (:func:`~tjf_core.views.legacy_job_view`), a list of jobs or images,
   the quota, ``{}`` for deletes and restarts; errors are ``{"error": "<message>"}``, which
-  those clients print (plus the ``request_id``, which they ignore).
+  those clients print (plus the ``type`` and ``request_id``, which they ignore).
 """
 
 from __future__ import annotations
@@ -24,7 +24,15 @@ from tjf_core.model import JobSpec
 from tjf_core.service import Job, JobList
 from tjf_core.views import image_view, legacy_job_view, quota_view
 from tjf_http.bodies import read_fields
-from tjf_http.operations import Done, Health, Images, Outcome, Quota
+from tjf_http.operations import (
+    Done,
+    Health,
+    Images,
+    Outcome,
+    Quota,
+    error_type,
+    json_response,
+)
 
 __all__ = ["LEGACY", "LegacyFlavour"]
 
@@ -58,10 +66,11 @@ class LegacyFlavour:
             body = {}
         else:  # the legacy route table offers no other operation
             raise TypeError(f"no legacy rendering of {type(result).__name__}")
-        return web.json_response(body, status=outcome.status)
+        return json_response(body, status=outcome.status)
 
     def render_error(self, error: TjfError, *, status: int, request_id: str) -> web.Response:
-        return web.json_response({"error": str(error), "request_id": request_id}, status=status)
+        return json_response({"error": str(error), "type": error_type(error),
+                              "request_id": request_id}, status=status)
 
 
 LEGACY = LegacyFlavour()

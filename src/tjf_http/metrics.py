@@ -3,10 +3,13 @@
 A registry per app keeps two servers in one process (tests, a demo beside production) from
 sharing counters. Labels are bounded: ``route`` is the route's template
 (``/v1/tool/{tool}/jobs/{name}``), never the path a caller typed, and ``unmatched`` for
-requests no route took.
+requests no route took. Being bounded, the labelled series of each (route, method, status)
+are looked up once and kept: the registry's own lookup takes a lock and builds a key each time.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
@@ -37,10 +40,16 @@ class Metrics:
             registry=self.registry)
         self.followers = Gauge(
             "tjf_http_log_followers", "Log streams being followed now.", registry=self.registry)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, *, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = (self.requests.labels(route, method, str(status)),
+                                          self.latency.labels(route, method))
+        series[0].inc()
+        series[1].observe(seconds)
 
     def error(self, *, route: str, error: str) -> None:
         self.errors.labels(route, error).inc()

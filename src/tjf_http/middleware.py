@@ -14,11 +14,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import time
-import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -27,7 +26,7 @@ from tjf_core.errors import AuthenticationError, TjfError
 from tjf_http.auth import ListenerKind, identify
 from tjf_http.legacy import LEGACY
 from tjf_http.modern import MODERN
-from tjf_http.operations import Flavour
+from tjf_http.operations import HTTP_ERROR_TYPES, Flavour, dumps
 from tjf_http.state import (
     CALLER,
     CLOCK,
@@ -35,6 +34,7 @@ from tjf_http.state import (
     LISTENERS,
     METRICS,
     REQUEST_ID,
+    ROUTE,
     ROUTE_INFO,
     SERVICE,
     SETTINGS,
@@ -56,15 +56,21 @@ class HttpStatusError(TjfError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.http_status = status
+        #: The error body's ``type`` (:data:`~tjf_http.operations.HTTP_ERROR_TYPES`).
+        self.error_type = HTTP_ERROR_TYPES.get(
+            status, "internal" if status >= 500 else "bad_request")
 
 
 def _route_info(request: web.BaseRequest) -> RouteInfo | None:
+    """The matched route's info; found once per request (observe) and kept on it."""
     if not isinstance(request, web.Request):
         return None
+    if ROUTE in request:
+        return request[ROUTE]
     resource = request.match_info.route.resource
-    if resource is None:
-        return None
-    return request.app[ROUTE_INFO].get(resource.canonical)
+    info = None if resource is None else request.app[ROUTE_INFO].get(resource.canonical)
+    request[ROUTE] = info
+    return info
 
 
 def _route_label(request: web.BaseRequest) -> str:
@@ -80,11 +86,11 @@ def _flavour(request: web.BaseRequest) -> Flavour:
 
 
 def _new_request_id(request: web.Request, kind: ListenerKind | None) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    trusted = request.app[SETTINGS].trusted
-    if kind is ListenerKind.TRUSTED and trusted.accept_request_id and _REQUEST_ID.match(given):
-        return given
-    return uuid.uuid4().hex
+    if kind is ListenerKind.TRUSTED and request.app[SETTINGS].trusted.accept_request_id:
+        given = request.headers.get("X-Request-Id", "")
+        if _REQUEST_ID.match(given):
+            return given
+    return os.urandom(16).hex()  # what uuid4().hex gives, without making a UUID
 
 
 @web.middleware
@@ -109,9 +115,9 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         seconds = time.monotonic() - started
         route = _route_label(request)
         metrics.observe(route=route, method=request.method, status=status, seconds=seconds)
-        if app[SETTINGS].server.access_log:
+        if app[SETTINGS].server.access_log and access_log.isEnabledFor(logging.INFO):
             caller = request.get(CALLER)
-            access_log.info(json.dumps({
+            access_log.info(dumps({
                 "request_id": request[REQUEST_ID],
                 "listener": kind.value if kind is not None else None,
                 "tool": caller.tool if caller is not None else None,
@@ -121,7 +127,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
                 "status": status,
                 "duration_ms": round(seconds * 1000, 3),
                 "error": request.get(_ERROR_NAME),
-            }))
+            }).decode())
 
 
 def _from_http(error: web.HTTPException, request: web.Request) -> HttpStatusError:

@@ -3,8 +3,9 @@
 Every answer is a JSON object with ``messages: {info, warning, error}``; results sit beside it
 under one key per kind (``job``, ``jobs``, ``plan`` …; see :mod:`tjf_http.routes`). The tool
 is the path's, and it must be the caller's own: the predecessor forgot to check (403 here).
-Errors carry their lines in ``messages.error``, the problems of invalid input one per field in
-``problems``, and the ``request_id`` to quote when reporting a failure.
+Errors carry their ``type`` (:func:`~tjf_http.operations.error_type`), their lines in
+``messages.error``, the problems of invalid input one per field in ``problems``, and the
+``request_id`` to quote when reporting a failure.
 """
 
 from __future__ import annotations
@@ -28,7 +29,17 @@ from tjf_core.views import (
     quota_view,
 )
 from tjf_http.bodies import read_json
-from tjf_http.operations import Done, Health, Images, Outcome, Quota, Result, Upserted
+from tjf_http.operations import (
+    Done,
+    Health,
+    Images,
+    Outcome,
+    Quota,
+    Result,
+    Upserted,
+    error_type,
+    json_response,
+)
 
 __all__ = ["MODERN", "ModernFlavour", "result_body"]
 
@@ -71,16 +82,17 @@ class ModernFlavour:
     def render(self, outcome: Outcome) -> web.Response:
         body = result_body(outcome.result)
         body["messages"] = messages_view(info=outcome.info, warning=outcome.warnings)
-        return web.json_response(body, status=outcome.status)
+        return json_response(body, status=outcome.status)
 
     def render_error(self, error: TjfError, *, status: int, request_id: str) -> web.Response:
         problems = error.problems if isinstance(error, InvalidInputError) else ()
         body = {
+            "type": error_type(error),
             "messages": messages_view(error=error_messages(error)),
             "problems": [{"field": p.path, "message": p.message} for p in problems],
             "request_id": request_id,
         }
-        return web.json_response(body, status=status)
+        return json_response(body, status=status)
 
 
 MODERN = ModernFlavour()

@@ -125,8 +125,10 @@ the tool is the certificate's CN. Behind the TLS-terminating proxy, the proxy's
 the tool in the path (`/v1/tool/{tool}/...`); another tool than the caller's is 403.
 
 **Answers.** Modern answers are JSON objects that carry `messages: {info, warning, error}`;
-errors add `problems: [{field, message}]` and `request_id`. Legacy routes (`/api/v1/...`)
-answer bare JSON and errors `{error, request_id}`. Every answer has an `X-Request-Id` header.
+errors add `type`, `problems: [{field, message}]` and `request_id`. Legacy routes
+(`/api/v1/...`) answer bare JSON and errors `{error, type, request_id}`. An error's `type` is
+stable and machine-readable (`not_found`, `already_exists`, `invalid_input` …: the error
+schema lists them). Every answer has an `X-Request-Id` header.
 Every path is also served with a trailing slash.
 """
 

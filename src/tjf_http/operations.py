@@ -1,13 +1,23 @@
 """The API's operations, shared by the modern and the legacy routes.
 
-Each operation reads what it needs from a :class:`Call`, makes ONE core call in the thread pool
-and returns an :class:`Outcome`: typed results, not JSON. The route's :class:`Flavour` decides
-the rest: which tool is meant (the path's, checked against the caller, or the caller's own),
+Each operation reads what it needs from a :class:`Call`, makes ONE core call (through
+:class:`~tjf_http.executor.CoreCalls`: in the thread pool, or inline for a runtime that never
+blocks) and returns an :class:`Outcome`: typed results, not JSON. The route's :class:`Flavour`
+decides the rest: which tool is meant (the path's, checked against the caller, or the caller's own),
 how a job body is spelled, and how results and errors are rendered. So the legacy routes are a
 second rendering of the same operations, never a second implementation.
 
 Logs are the exception to "return an Outcome": the operation streams ``text/plain`` lines
 itself, the same for every flavour.
+
+Every error body names its error by a stable ``type`` (:func:`error_type`): the snake case
+name of the core error class (``not_found``, ``already_exists``, ``invalid_input`` …), or of
+the HTTP layer's own refusals (:data:`HTTP_ERROR_TYPES`, ``call_timeout``, ``busy``), so that
+clients tell errors apart without reading messages. :data:`ERROR_TYPES` lists them all.
+
+JSON is written with orjson (:func:`dumps`, :func:`json_response`): a list of a hundred jobs
+takes a tenth of the time the standard library's encoder needs, and the bytes go out as they
+are.
 """
 
 from __future__ import annotations
@@ -17,8 +27,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Protocol
 
 import attrs
+import orjson
 from aiohttp import web
 
+from tjf_core import errors as core_errors
 from tjf_core.errors import TjfError
 from tjf_core.identity import ToolIdentity
 from tjf_core.images import Image
@@ -29,6 +41,8 @@ from tjf_http import bodies
 from tjf_http.executor import CoreCalls
 
 __all__ = [
+    "ERROR_TYPES",
+    "HTTP_ERROR_TYPES",
     "OPERATIONS",
     "Call",
     "Done",
@@ -40,9 +54,67 @@ __all__ = [
     "Quota",
     "Result",
     "Upserted",
+    "dumps",
+    "error_type",
+    "json_response",
 ]
 
 log = logging.getLogger(__name__)
+
+
+#: The ``type`` of the HTTP layer's own refusals, by status (other 4xx: ``bad_request``).
+HTTP_ERROR_TYPES: dict[int, str] = {
+    400: "bad_request",
+    404: "no_route",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    500: "internal",
+}
+
+
+def _snake(class_name: str) -> str:
+    name = class_name.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+def error_type(error: TjfError) -> str:
+    """The ``type`` of ``error``'s body: ``NotFoundError`` → ``not_found``.
+
+    An error that says its own type (``error_type``, the HTTP layer's refusals) gives that;
+    otherwise its class's, or for a class of neither the core's error tree nor this package
+    (a runtime's own subclass) the nearest core class's: clients know only those.
+    """
+    named = getattr(error, "error_type", None)
+    if isinstance(named, str):
+        return named
+    for cls in type(error).__mro__:
+        if cls.__module__ == core_errors.__name__ or cls.__module__.startswith("tjf_http."):
+            return _snake(cls.__name__)
+    return _snake(TjfError.__name__)  # not reached: every TjfError has TjfError in its MRO
+
+
+def _core_error_types() -> list[str]:
+    found = (getattr(core_errors, name) for name in core_errors.__all__)
+    return [_snake(cls.__name__) for cls in found
+            if isinstance(cls, type) and issubclass(cls, TjfError)]
+
+
+#: Every ``type`` an error body may carry (the OpenAPI document's enum).
+ERROR_TYPES: tuple[str, ...] = tuple(sorted({
+    *_core_error_types(), *HTTP_ERROR_TYPES.values(), "call_timeout", "busy"}))
+
+
+def dumps(data: object) -> bytes:
+    """``data`` (JSON-shaped: dicts, lists, text, numbers, None) as compact UTF-8 JSON."""
+    return orjson.dumps(data)
+
+
+def json_response(data: object, *, status: int = 200) -> web.Response:
+    """A JSON answer, ``application/json; charset=utf-8`` as aiohttp's own would say."""
+    return web.Response(body=orjson.dumps(data), status=status,
+                        content_type="application/json", charset="utf-8")
 
 
 @attrs.frozen

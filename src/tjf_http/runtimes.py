@@ -5,6 +5,9 @@ chosen (a memory demo needs no cluster client). ``memory`` keeps every object in
 (:class:`~tjf_core.testing.InMemoryRuntime`): nothing ever runs, which is what demos, client
 development and load tests of the API itself want; ``memory.delay_seconds`` makes each
 runtime call take that long, to look like a cluster.
+
+Whether a runtime's calls may block is the runtime's to say (``blocking``): the server calls
+one that never blocks on its event loop rather than in a thread (:mod:`tjf_http.executor`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from tjf_core.identity import ToolIdentity
 from tjf_core.images import ImageCatalog
@@ -20,7 +24,7 @@ from tjf_core.service import JobService
 from tjf_core.testing import InMemoryRuntime
 from tjf_http.config import Config
 
-__all__ = ["SlowRuntime", "make_service"]
+__all__ = ["MemoryRuntime", "SlowRuntime", "make_service"]
 
 
 def _utc_now() -> datetime:
@@ -31,7 +35,7 @@ def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
     """The service over the configured runtime, and how to release that runtime."""
     interval = config.http.server.follow_interval_seconds
     if config.runtime == "memory":
-        runtime: Runtime = InMemoryRuntime(clock=_utc_now)
+        runtime: Runtime = MemoryRuntime(clock=_utc_now)
         if config.memory.delay_seconds > 0:
             runtime = SlowRuntime(runtime, delay=config.memory.delay_seconds)
         service = JobService(runtime, settings=config.core, follow_interval=interval)
@@ -43,8 +47,18 @@ def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
     return JobService(kube, settings=config.core, follow_interval=interval), kube.close
 
 
+class MemoryRuntime(InMemoryRuntime):
+    """The in-memory runtime as the server uses it: its calls never block (a lock held for
+    microseconds at most), so they are made on the event loop."""
+
+    blocking: ClassVar[bool] = False
+
+
 class SlowRuntime:
     """A runtime whose every call first waits ``delay`` seconds (then asks ``inner``)."""
+
+    #: It sleeps: calls go to the thread pool.
+    blocking: ClassVar[bool] = True
 
     def __init__(self, inner: Runtime, *, delay: float,
                  sleep: Callable[[float], None] = time.sleep) -> None:

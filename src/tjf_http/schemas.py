@@ -39,6 +39,7 @@ from tjf_core.plan import Action
 from tjf_core.quantity import MAX_MAGNITUDE
 from tjf_core.status import StatusShort
 from tjf_core.views import IMAGE_STATE_UNKNOWN
+from tjf_http.operations import ERROR_TYPES
 
 __all__ = [
     "JOB_FIELD_SCHEMAS",
@@ -236,8 +237,11 @@ def _status() -> dict[str, Any]:
         "messages": _strings(),
         "previous_schedule": when,
         "next_schedule": when,
+        "exit_code": {"type": ["integer", "null"],
+                      "description": "the exit code of the finished run's container (short "
+                      "succeeded or failed); null while it runs or when unknown"},
     }, required=["short", "duration", "up_to_date", "messages", "previous_schedule",
-                 "next_schedule"])
+                 "next_schedule", "exit_code"])
 
 
 def _job_view() -> dict[str, Any]:
@@ -307,6 +311,16 @@ def _answer(**fields: Any) -> dict[str, Any]:
     return _object({**fields, "messages": ref("Messages")}, required=[*fields, "messages"])
 
 
+_ERROR_TYPE = {
+    "type": "string", "enum": list(ERROR_TYPES),
+    "description": "what went wrong, for programs: the core error's class in snake case "
+                   "(not_found, already_exists, quota_exceeded, invalid_input, "
+                   "runtime_unavailable …) or the HTTP layer's own refusal (no_route, "
+                   "method_not_allowed, body_too_large, unsupported_media_type, call_timeout, "
+                   "busy, internal); a client that does not know a type goes by the status",
+}
+
+
 def component_schemas() -> dict[str, Any]:
     """The schemas the document's ``#/components/schemas/<name>`` references point at."""
     messages = {key: _strings() for key in ("info", "warning", "error")}
@@ -315,12 +329,14 @@ def component_schemas() -> dict[str, Any]:
                       required=["field", "message"])
     return {
         "Messages": _object(messages, required=list(messages)),
-        "Error": _object({"messages": ref("Messages"),
+        "Error": _object({"type": _ERROR_TYPE,
+                          "messages": ref("Messages"),
                           "problems": {"type": "array", "items": problem},
                           "request_id": _text("quote it when reporting a problem")},
-                         required=["messages", "problems", "request_id"]),
-        "LegacyError": _object({"error": {"type": "string"}, "request_id": {"type": "string"}},
-                               required=["error", "request_id"]),
+                         required=["type", "messages", "problems", "request_id"]),
+        "LegacyError": _object({"error": {"type": "string"}, "type": _ERROR_TYPE,
+                                "request_id": {"type": "string"}},
+                               required=["error", "type", "request_id"]),
         "JobInput": _job_input(),
         "JobsFileEntry": _jobs_file_entry(),
         "LegacyJobForm": _legacy_form(),

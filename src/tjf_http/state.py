@@ -28,6 +28,7 @@ __all__ = [
     "LISTENERS",
     "METRICS",
     "REQUEST_ID",
+    "ROUTE",
     "ROUTE_INFO",
     "SERVICE",
     "SETTINGS",
@@ -58,3 +59,5 @@ ROUTE_INFO = web.AppKey("route_info", dict[str, RouteInfo])
 REQUEST_ID = web.RequestKey("request_id", str)
 LISTENER: web.RequestKey[ListenerKind | None] = web.RequestKey("listener")
 CALLER = web.RequestKey("caller", ToolIdentity)
+#: The matched route's info, looked up once per request (None: no route took it).
+ROUTE: web.RequestKey[RouteInfo | None] = web.RequestKey("route")

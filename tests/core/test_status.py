@@ -711,3 +711,57 @@ def test_malformed_objects_never_crash(main: Obj, junk: list[Obj], spec: JobSpec
     status = job_status(objects, spec=spec, now=NOW)
     assert isinstance(status.status_short, str)
     assert isinstance(status.status_long, str)
+    # An exit code belongs to a run that ended.
+    ended = (StatusShort.SUCCEEDED, StatusShort.FAILED)
+    assert status.exit_code is None or status.short in ended
+
+
+# --- exit codes --------------------------------------------------------------------------------
+
+
+def test_exit_codes_of_one_off_jobs() -> None:
+    complete = job("build", conditions=(condition("Complete"),))
+    succeeded = pod("build-a", job_name="build", phase="Succeeded",
+                    state=terminated(0, "Completed"))
+    assert one_off(complete, succeeded).exit_code == 0
+    assert one_off(complete).exit_code == 0  # the pod is gone: a Job completes on exit 0
+    failure = condition("Failed", reason="BackoffLimitExceeded", message="limit")
+    dead = pod("build-a", job_name="build", phase="Failed", state=terminated(3, "Error"))
+    assert one_off(job("build", conditions=(failure,)), dead).exit_code == 3
+    assert one_off(job("build", failed=1), dead).exit_code == 3  # no retries left
+    deadline = condition("Failed", reason="DeadlineExceeded", message="too long")
+    assert one_off(job("build", conditions=(deadline,))).exit_code is None
+
+
+def test_no_exit_code_while_a_job_runs_or_retries() -> None:
+    assert one_off(job("build"), pod("build-a", job_name="build")).exit_code is None
+    retried = pod("build-a", job_name="build", phase="Failed", state=terminated(1, "Error"))
+    status = one_off(job("build", failed=1, backoff=2), retried)
+    assert (status.short, status.exit_code) == (StatusShort.RUNNING, None)
+    assert one_off(job("build")).exit_code is None  # no pod yet
+
+
+def test_the_newest_pod_gives_the_exit_code() -> None:
+    failure = condition("Failed", reason="BackoffLimitExceeded", message="limit")
+    first = pod("build-a", job_name="build", phase="Failed", state=terminated(2, "Error"),
+                created=1800)
+    second = pod("build-b", job_name="build", phase="Failed", state=terminated(5, "Error"),
+                 created=600)
+    assert one_off(job("build", conditions=(failure,), failed=2), first, second).exit_code == 5
+
+
+def test_a_scheduled_jobs_exit_code_is_its_last_runs() -> None:
+    failure = condition("Failed", reason="BackoffLimitExceeded", message="limit")
+    run = job("backup-29400000", component="cronjobs", parent="backup", conditions=(failure,))
+    dead = pod("backup-29400000-a", job_name="backup", component="cronjobs", phase="Failed",
+               state=terminated(4, "Error"), run="backup-29400000")
+    status = scheduled(cronjob("backup", last=2400), runs=(run,), pods=(dead,))
+    assert (status.short, status.exit_code) == (StatusShort.FAILED, 4)
+    assert scheduled(cronjob("backup")).exit_code is None
+
+
+def test_a_crash_looping_continuous_job_gives_its_last_exit_code() -> None:
+    crashing = bot_pod(state=waiting("CrashLoopBackOff"), restarts=3, last=terminated(9, "Error"))
+    assert continuous(deployment("bot", available=0), crashing).exit_code == 9
+    healthy = continuous(deployment("bot", available=1), bot_pod(state=running(3600)))
+    assert healthy.exit_code is None

@@ -66,7 +66,7 @@ def test_job_view_is_the_spec_plus_status() -> None:
     assert "schedule_actual" not in view  # only scheduled jobs have one; nulls are left out
     assert view["status"] == {
         "short": "running", "duration": 125, "up_to_date": True, "messages": ["pulling image"],
-        "previous_schedule": None, "next_schedule": None,
+        "previous_schedule": None, "next_schedule": None, "exit_code": None,
     }
     assert view["status_short"] == "Running for 2m5s"
     assert view["status_long"] == "pod is running"
@@ -83,6 +83,13 @@ def test_job_view_of_a_scheduled_job_has_its_times() -> None:
     assert view["status"]["duration"] is None
     assert view["status"]["previous_schedule"] == "2024-05-01T03:17:00Z"
     assert view["status"]["next_schedule"] == "2024-05-02T03:17:00Z"
+
+
+def test_the_exit_code_of_a_finished_run_is_in_the_status() -> None:
+    spec = JobSpec(name="once", command="./run", image="python3.11")
+    status = _status(short=StatusShort.FAILED, exit_code=3)
+    assert job_view(_job(spec, status=status))["status"]["exit_code"] == 3
+    assert status_view(_status(short=StatusShort.SUCCEEDED, exit_code=0))["exit_code"] == 0
 
 
 def test_an_image_the_catalog_lost_has_an_unknown_state() -> None:

@@ -230,7 +230,7 @@ def test_the_seed_and_2023_client_routes(tools: Tools, cert_api: Api) -> None:
     assert ok(api.delete("/api/v1/jobs/svc")).json() == {}
     missing = api.get("/api/v1/jobs/svc")
     assert missing.status == 404
-    assert missing.json() == {"error": "job 'svc' does not exist",
+    assert missing.json() == {"error": "job 'svc' does not exist", "type": "not_found",
                               "request_id": missing.headers["X-Request-Id"]}
     assert ok(api.delete("/api/v1/jobs")).json() == {}
     quota = ok(api.get("/api/v1/quota/")).json()

@@ -114,6 +114,7 @@ def test_legacy_errors_are_an_error_string(h: Harness) -> None:
                        body=_form(name="x", cmd="x", imagename="bookworm", retry="9"))
     assert invalid.status == 400
     assert invalid.json()["error"] == "retry: 9 is not allowed, use 0 to 5"
+    assert invalid.json()["type"] == "invalid_job"
     taken = h.service.run(h.tool(), JobSpec(name="web", command="x", image="bookworm",
                                             kind="continuous"))
     assert taken.spec.name == "web"
@@ -121,10 +122,12 @@ def test_legacy_errors_are_an_error_string(h: Harness) -> None:
                                                 "imagename": "bookworm", "continuous": "true"})
     assert again.status == 409
     assert again.json() == {"error": "a job named 'web' already exists",
+                            "type": "already_exists",
                             "request_id": again.headers["X-Request-Id"]}
     nowhere = api.get("/api/v1/nowhere")
     assert nowhere.status == 404
-    assert set(nowhere.json()) == {"error", "request_id"}
+    assert set(nowhere.json()) == {"error", "type", "request_id"}
+    assert nowhere.json()["type"] == "no_route"
 
 
 def test_legacy_form_fields_given_twice_are_refused(h: Harness) -> None:
