@@ -56,14 +56,7 @@ def load_tool_certificate(environ: Mapping[str, str], *, home: Path,
             raise ConfigurationError(
                 f"the client {what} file {str(part)!r} named by {certificate.source} does "
                 f"not exist: {BECOME_HINT}")
-    from tjf_cli.certinfo import read_certificate
-
-    try:
-        pem = certificate.cert
-        facts = read_certificate(pem.read_bytes() if isinstance(pem, Path) else pem)
-    except (OSError, ValueError) as error:
-        raise ConfigurationError(f"the client certificate of {certificate.source} cannot be "
-                                 f"read ({error}): is it a PEM certificate?") from None
+    facts = certificate.read()
     if now > facts.not_after:
         raise CertificateError(
             f"the tool's client certificate ({certificate.source}) expired on "

@@ -17,6 +17,10 @@ without the API server) and, for direct mode, ``jobs.images_file`` (the image ca
 file, instead of the cluster's ConfigMap). ``TJF_API_URL`` replaces the whole jobs API URL
 (gateway and endpoint).
 
+A local ``tjf-api``'s socket is a URL too, ``unix:///path/api.sock``: it has no gateway in
+front, so ``jobs.jobs_endpoint`` is not added to it. When nothing here configures a URL, the
+client looks for a local API's socket (:func:`tjf_cli.backend.with_local_api`).
+
 Every value keeps the file (or variable) it came from, so a message can say where to fix it.
 """
 
@@ -128,6 +132,8 @@ def load_config(environ: Mapping[str, str], *, home: Path,
     url_source = "nothing"
     if environ.get("TJF_API_URL"):
         url, url_source = environ["TJF_API_URL"], "the environment variable TJF_API_URL"
+    elif gateway and gateway.lower().startswith("unix:"):
+        url, url_source = gateway, f"api_gateway.url of the {gateway_source}"
     elif gateway:
         url = gateway.rstrip("/") + (DEFAULT_ENDPOINT if endpoint is None else endpoint)
         url_source = f"api_gateway.url of the {gateway_source}"

@@ -160,6 +160,8 @@ def job_details(job: RemoteJob) -> list[tuple[str, str]]:
                                 else f" ({short})")
     pairs = [("Name", spec.name), ("Command", spec.command), ("Image", image),
              ("Type", job_type(job)), ("Status", state)]
+    if isinstance(status.get("exit_code"), int):
+        pairs.append(("Exit code", str(status["exit_code"])))
     pairs.extend(("Hint", message) for message in status.get("messages") or ())
     if status.get("up_to_date") is False:
         pairs.append(("Up to date", "no: the job's objects differ from its definition; "

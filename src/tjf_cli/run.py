@@ -190,15 +190,16 @@ def wait_for_end(session: Session, backend: Backend, name: str, *, timeout: int,
 
     pump = None
     if follow:
-        try:  # a job of the same name may have written the log files before
-            skip = sum(1 for _ in backend.logs(name))
+        try:  # earlier jobs of the same name may have appended to the log files
+            before = list(backend.logs(name))
         except NotFoundError:
-            skip = 0
+            before = []
         pump = LogPump(lambda following: backend.logs(name, follow=following),
                        lambda line: click.echo(line, color=True),
-                       skip=skip, retry_every=session.poll_first)
+                       already=before, retry_every=session.poll_first)
         pump.start()
     line = _StatusLine(session, name, timeout) if session.stderr_tty and not follow else None
+    result = None
     try:
         result = wait_for_job(lambda: backend.get(name), timeout=timeout,
                               monotonic=session.monotonic, sleep=session.sleep,
@@ -211,10 +212,13 @@ def wait_for_end(session: Session, backend: Backend, name: str, *, timeout: int,
         click.echo(f"Stopped waiting; job {name!r} keeps running: see `{prog} show {name}`.",
                    err=True)
         raise click.exceptions.Exit(130) from None
+    finally:
+        # A job that ended lets the pump read its last lines; else the pump is left behind.
+        grace = session.follow_grace if result is not None and result.ended else 0.0
+        if pump is not None and not pump.finish(grace) and grace:
+            session.say_debug("the log stream did not end in time")
     if line:
         line.clear()
-    if pump is not None and not pump.finish(session.follow_grace):
-        session.say_debug("the log stream did not end in time")
     if pump is not None and pump.error is not None:
         session.say_debug(f"the log stream stopped: {pump.error!r}")
     job = result.job

@@ -1,10 +1,10 @@
 """One run of the command line client: its environment, its clock and its connection.
 
 Everything a command reads from outside the arguments comes through :class:`Session`: the
-environment variables, the home directory, whether stdin/stdout/stderr are terminals, the
-clocks and sleeping (so waiting is testable without waiting), and the backend, connected on
-first use (``--help`` never connects, nor reads any file). Tests hand a Session of their own
-to click as ``obj``.
+environment variables, the home directory, the effective uid (where a local API's socket is),
+whether stdin/stdout/stderr are terminals, the clocks and sleeping (so waiting is testable
+without waiting), and the backend, connected on first use (``--help`` never connects, nor
+reads any file). Tests hand a Session of their own to click as ``obj``.
 
 Importing this module stays cheap: it runs on every start, ``--help`` included.
 """
@@ -52,10 +52,12 @@ class Session:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = _utc_now,
         poll_first: float = 0.5, poll_max: float = 5.0, follow_grace: float = 10.0,
-        width: int | None = None,
+        width: int | None = None, uid: int | None = None,
     ) -> None:
         self.environ = environ
         self.home = home
+        #: The effective uid, for finding a local API's socket (None: this process's).
+        self._uid = uid
         self.system_dir = system_dir
         self.stdin_tty, self.stdout_tty, self.stderr_tty = stdin_tty, stdout_tty, stderr_tty
         self.monotonic, self.sleep, self.now = monotonic, sleep, now
@@ -104,6 +106,10 @@ class Session:
     # --- the backend ---------------------------------------------------------------------
 
     @property
+    def uid(self) -> int:
+        return os.geteuid() if self._uid is None else self._uid
+
+    @property
     def has_config(self) -> bool:
         return self._config is not None
 
@@ -119,9 +125,10 @@ class Session:
     def backend(self, *, timeout: float | None = None) -> Backend:
         """The backend, connected on first use."""
         if self._backend is None:
-            from tjf_cli.backend import connect
+            from tjf_cli.backend import connect, with_local_api
 
-            self._backend = connect(self.config, environ=self.environ, home=self.home,
+            self._config = with_local_api(self.config, environ=self.environ, uid=self.uid)
+            self._backend = connect(self._config, environ=self.environ, home=self.home,
                                     now=self.now(), timeout=timeout)
             self.say_debug(f"jobs API: {self.config.api_url} (from {self.config.api_url_source})"
                            f", mode {self.config.mode}, tool {self._backend.tool}, "

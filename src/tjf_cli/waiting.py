@@ -2,26 +2,33 @@
 
 :func:`wait_for_job` polls the job until it succeeded or failed, or until the time is up:
 soon at first (a quick job should not keep a person waiting five seconds), then less often.
-Time and sleep are the caller's, so tests drive it without waiting. :func:`job_exit_code` finds
-the job's own exit code in its status, which ``run --wait`` exits with.
+Time and sleep are the caller's, so tests drive it without waiting. :func:`job_exit_code` is
+the job's own exit code, as the API's status gives it (``status.exit_code``), which
+``run --wait`` exits with.
 
-:class:`LogPump` copies a job's output (``logs --follow``) to a writer from a thread of its
-own while the caller polls. A stream can end before the job ends (no pod yet to read from), so
-the pump opens it again, skipping the lines it already gave, until told the job is over; then
-it reads once more for what was written last.
+:class:`LogPump` copies a job's output to a writer from a thread of its own while the caller
+polls, over the API's followed log stream (``follow=true``). Every stream the API gives starts
+from the beginning of the job's output (its log files, which earlier jobs of the same name may
+have appended to, or its pod's log), and a stream can end before the job does (no pod to read
+from yet, a connection cut), so the pump opens it again until told the job is over, then reads
+once more for what was written last. Lines are never given twice: the pump keeps the multiset
+of lines already accounted for (those there before the job ran, and those it gave) and skips,
+in each new stream, as many copies of a line as it accounted for. A multiset, not a count,
+because a stream of two files (stdout and stderr) gives their lines interleaved while followed
+but file after file when read again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import attrs
 
-from tjf_core.errors import NotFoundError
+from tjf_core.errors import NotFoundError, RuntimeUnavailableError
 
 if TYPE_CHECKING:
     from tjf_http.client import RemoteJob
@@ -30,8 +37,6 @@ __all__ = ["FINAL", "LogPump", "WaitResult", "job_exit_code", "wait_for_job"]
 
 #: ``status.short`` values of a one-off job that has ended.
 FINAL = frozenset({"succeeded", "failed"})
-_TERMINATED = re.compile(r"state 'terminated'[^.]*?exit code (\d+)", re.IGNORECASE)
-_EXITED = re.compile(r"exited with code (\d+)")
 
 
 @attrs.frozen(kw_only=True)
@@ -45,13 +50,9 @@ class WaitResult:
 
 
 def job_exit_code(job: RemoteJob) -> int | None:
-    """The exit code of the job's (newest) container, when its status says it."""
-    for pattern, text in ((_TERMINATED, job.status_long),
-                          *((_EXITED, message) for message in job.status.get("messages") or ())):
-        found = pattern.search(str(text))
-        if found:
-            return int(found.group(1))
-    return None
+    """The exit code of the job's finished run (None while it runs, or when unknown)."""
+    code = job.status.get("exit_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def wait_for_job(
@@ -88,17 +89,17 @@ def wait_for_job(
 
 
 class LogPump:
-    """Copies ``open_stream()``'s lines to ``write`` from a daemon thread (see the module)."""
+    """Copies ``open_stream()``'s new lines to ``write`` from a daemon thread (see the module)."""
 
     def __init__(self, open_stream: Callable[[bool], Iterator[str]], write: Callable[[str], None],
-                 *, skip: int = 0, retry_every: float = 0.5) -> None:
+                 *, already: Iterable[str] = (), retry_every: float = 0.5) -> None:
         #: ``open_stream(follow)`` gives the job's whole output, followed or not.
         self._open = open_stream
         self._write = write
-        self._skip = skip
+        #: Lines accounted for: there before the job ran (``already``), or given.
+        self._accounted: Counter[str] = Counter(already)
         self._retry_every = retry_every
         self._ended = threading.Event()
-        self._given = 0
         #: What stopped the pump early, if anything (shown with --debug).
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="log-pump", daemon=True)
@@ -116,16 +117,25 @@ class LogPump:
         return not self._thread.is_alive()
 
     def _copy(self, stream: Iterator[str]) -> None:
-        for seen, line in enumerate(stream, start=1):
-            if seen > self._skip + self._given:
+        to_skip = self._accounted.copy()
+        try:
+            for line in stream:
+                if to_skip[line] > 0:
+                    to_skip[line] -= 1
+                    continue
                 self._write(line)
-                self._given += 1
+                self._accounted[line] += 1
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
     def _run(self) -> None:
         try:
             while True:
                 last = self._ended.is_set()
-                with contextlib.suppress(NotFoundError):  # no output yet: no file, no pod
+                # No output yet (no file, no pod), or a stream cut short: open it again.
+                with contextlib.suppress(NotFoundError, RuntimeUnavailableError):
                     self._copy(self._open(not last))
                 if last:
                     return

@@ -1,33 +1,39 @@
 """A synchronous client of the jobs API, for scripts and the command line client.
 
 :class:`JobsClient` offers the operations of :class:`~tjf_core.service.JobService` (list, get,
-run, upsert, delete, flush, restart, apply, logs, quota, images) over the modern routes. It
-presents the tool's client certificate (:class:`ClientCertificate`, usually read from the
-kubeconfig's current context by :func:`certificate_from_kubeconfig`) and verifies the server
-against a given CA, else the system's; verification cannot be turned off.
+run, upsert, delete, flush, restart, apply, logs, quota, images) over the modern routes. Over
+``https://`` it presents the tool's client certificate (:class:`ClientCertificate`, usually
+read from the kubeconfig's current context by :func:`certificate_from_kubeconfig`) and
+verifies the server against a given CA, else the system's; verification cannot be turned off.
+A local ``tjf-api`` (no cluster) listens on a unix socket instead, ``unix:///path/api.sock``:
+plain HTTP/1.1 without TLS or certificate, since the server knows the caller by the socket's
+peer credentials; the tool is then the caller's unix user (:mod:`tjf_core.local_identity`).
 
 Answers come back in the core's terms: jobs as :class:`RemoteJob` (the :class:`~tjf_core.model.
 JobSpec` read back with :mod:`tjf_core.convert`, the status as the view's dict), the rest as the
-dicts of :mod:`tjf_core.views`. Refusals are the core's errors (:func:`error_from_answer`) with
-the server's message, problems and status (``http_status``), and the request id as a note.
+dicts of :mod:`tjf_core.views`. Refusals are the core's errors (:func:`error_from_answer`: the
+class the body's ``type`` names, else one chosen by the HTTP status) with the server's message,
+problems and status (``http_status``), and the request id as a note.
 
 Importing this module is cheap (the command line client imports it for ``--help``): ssl,
-http.client, PyYAML, cattrs and cryptography are imported when first needed; aiohttp and
-kubernetes never. Plain ``http.client`` over ``ssl`` does: one kept-alive connection per
-client (a client is not thread-safe), and one connection per log stream.
+socket, http.client, PyYAML, cattrs and cryptography are imported when first needed; aiohttp
+and kubernetes never. Plain ``http.client`` over ``ssl`` (or an AF_UNIX socket) does: one
+kept-alive connection per client (a client is not thread-safe), and one per log stream.
 """
 
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import attrs
 
+from tjf_core import errors as _errors
 from tjf_core.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -42,7 +48,7 @@ from tjf_core.errors import (
     RuntimeUnavailableError,
     TjfError,
 )
-from tjf_http.credentials import ClientCertificate, certificate_from_kubeconfig
+from tjf_http.credentials import ClientCertificate, certificate_from_kubeconfig, unix_user_name
 
 if TYPE_CHECKING:
     import http.client
@@ -58,6 +64,8 @@ __all__ = [
     "RemoteJobs",
     "certificate_from_kubeconfig",
     "error_from_answer",
+    "error_type",
+    "is_unix_url",
 ]
 
 #: Keys of the job view that are not fields of the spec.
@@ -65,6 +73,21 @@ _VIEW_ONLY = ("image_state", "schedule_actual", "status", "status_short", "statu
 _BY_STATUS: dict[int, type[TjfError]] = {
     401: AuthenticationError, 403: ForbiddenError, 404: NotFoundError,
     502: RuntimeUnavailableError, 503: RuntimeUnavailableError, 504: RuntimeUnavailableError,
+}
+
+
+def error_type(error_class: type[TjfError]) -> str:
+    """The ``type`` an error body names ``error_class`` by: ``NotFoundError`` → ``not_found``."""
+    name = error_class.__name__.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+#: Every core error class by the ``type`` of an error body.
+_BY_TYPE: dict[str, type[TjfError]] = {
+    error_type(found): found
+    for found in (getattr(_errors, name) for name in _errors.__all__)
+    if isinstance(found, type) and issubclass(found, TjfError)
 }
 
 
@@ -105,7 +128,9 @@ def error_from_answer(status: int, body: bytes, *, url: str, restarting: bool = 
                       retry_after: str | None = None) -> TjfError:
     """The core error a refusal stands for, with the server's message and problems.
 
-    ``restarting``: the answer is to a restart, whose only 400 is "cannot be restarted".
+    The body's ``type`` names the error's class (:func:`error_type`); an answer without one
+    (an older server, a proxy) is judged by its status. ``restarting``: the answer is to a
+    restart, whose only 400 without a type is "cannot be restarted".
     """
     try:
         data = json.loads(body)
@@ -114,6 +139,7 @@ def error_from_answer(status: int, body: bytes, *, url: str, restarting: bool = 
     lines: list[str] = []
     problems: list[Problem] = []
     request_id = None
+    named: type[TjfError] | None = None
     if isinstance(data, dict):
         messages = data.get("messages")
         if isinstance(messages, dict):
@@ -123,12 +149,15 @@ def error_from_answer(status: int, body: bytes, *, url: str, restarting: bool = 
         problems = [Problem(str(p.get("field", "")), str(p.get("message", "")))
                     for p in data.get("problems") or () if isinstance(p, dict)]
         request_id = data.get("request_id")
+        named = _BY_TYPE.get(str(data.get("type")))
     message = "; ".join(lines) or f"the jobs API at {url} answered HTTP {status}"
     error: TjfError
-    if status == 400 and problems:
-        shown = [str(problem) for problem in problems]
-        summary = lines[0] if lines and lines[0] not in shown else None
-        error = InvalidInputError(problems, summary=summary)
+    if named is not None and issubclass(named, InvalidInputError):
+        error = _invalid_input(named, problems, lines, message)
+    elif named is not None:
+        error = named(message)
+    elif status == 400 and problems:
+        error = _invalid_input(InvalidInputError, problems, lines, message)
     elif status == 400:
         error = NotRestartableError(message) if restarting else InvalidInputError(message)
     elif status == 409:
@@ -144,12 +173,74 @@ def error_from_answer(status: int, body: bytes, *, url: str, restarting: bool = 
     return error
 
 
+def _invalid_input(kind: type[InvalidInputError], problems: list[Problem], lines: list[str],
+                   message: str) -> InvalidInputError:
+    """An input error with the server's problems, its summary line kept when it has one."""
+    if not problems:
+        return kind(message)
+    shown = [str(problem) for problem in problems]
+    summary = lines[0] if lines and lines[0] not in shown else None
+    return kind(problems, summary=summary)
+
+
+_UNIX_SCHEMES = ("unix", "http+unix")
+_UNIX_FORMS = ("unix:///absolute/path/api.sock (or http+unix://%2Fabsolute%2Fpath%2Fapi.sock"
+               "[/prefix])")
+
+
+def is_unix_url(url: str) -> bool:
+    """Whether ``url`` names a local API's unix socket (``unix:``, ``http+unix:``)."""
+    return urlsplit(url).scheme.lower() in _UNIX_SCHEMES
+
+
+def _unix_address(url: str) -> tuple[str, str] | None:
+    """The socket path and the path prefix of a unix URL; None for any other URL.
+
+    ``unix:///run/tjf/api.sock``: the whole path is the socket's, so no prefix.
+    ``http+unix://%2Frun%2Ftjf%2Fapi.sock/prefix``: the socket is the host, percent-encoded.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _UNIX_SCHEMES:
+        return None
+    if scheme == "unix":
+        path, prefix = ("" if parts.netloc else unquote(parts.path).rstrip("/")), ""
+    else:
+        path, prefix = unquote(parts.netloc), parts.path.rstrip("/")
+    if not path.startswith("/") or "\x00" in path or parts.query or parts.fragment:
+        raise ConfigurationError(f"jobs API url {url!r} is not allowed: a local API's socket "
+                                 f"is named by its absolute path, {_UNIX_FORMS}")
+    return path, prefix
+
+
 class JobsClient:
-    """The jobs API of one tool at ``url`` (``https://…``, a path prefix allowed)."""
+    """The jobs API of one tool at ``url``: ``https://…`` (a path prefix allowed), or a local
+    ``tjf-api``'s unix socket, ``unix:///path/api.sock``."""
 
     def __init__(self, url: str, *, certificate: ClientCertificate | None,
                  tool: str | None = None, ca_file: str | Path | None = None,
                  timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self._certificate = certificate
+        self._tool = tool
+        self._ca_file = Path(ca_file) if ca_file is not None else None
+        self._conn: http.client.HTTPConnection | None = None
+        self._context: ssl.SSLContext | None = None
+        #: The unix socket's path, for a local API; None over TLS.
+        self.socket_path: str | None = None
+        unix = _unix_address(url)
+        if unix is not None:
+            self.socket_path, self._prefix = unix
+            self._host, self._port = "localhost", 0
+            if certificate is not None or ca_file is not None:
+                # Silently dropping them would let a caller believe it is authenticated (or
+                # the server verified) by them.
+                raise ConfigurationError(
+                    f"jobs API url {url!r} is a unix socket: no TLS, so no client certificate "
+                    "and no ca_file (the server knows the caller by its unix user); give "
+                    "certificate=None and no ca_file")
+            return
         parts = urlsplit(url)
         try:
             port = parts.port or 443
@@ -157,16 +248,11 @@ class JobsClient:
             port = 0
         if parts.scheme != "https" or not parts.hostname or not port:
             raise ConfigurationError(f"jobs API url {url!r} is not allowed: use https://host"
-                                     "[:port][/prefix] (the API is only served over TLS)")
-        self.url = url.rstrip("/")
-        self.timeout = timeout
+                                     "[:port][/prefix] (the API is only served over TLS), or "
+                                     f"for a local tjf-api {_UNIX_FORMS}")
         self._host, self._port = parts.hostname, port
         self._prefix = parts.path.rstrip("/")
-        self._certificate = certificate
-        self._tool = tool
-        self._ca_file = Path(ca_file) if ca_file is not None else None
         self._context = self._tls_context()
-        self._conn: http.client.HTTPSConnection | None = None
 
     @classmethod
     def from_kubeconfig(cls, url: str, *, kubeconfig: str | Path | None = None,
@@ -179,12 +265,28 @@ class JobsClient:
 
     @property
     def tool(self) -> str:
-        """The tool whose jobs these are: as given, else the certificate's CN."""
+        """The tool whose jobs these are: as given, else the certificate's CN, or on a unix
+        socket the tool this process's unix user is
+        (:func:`~tjf_core.local_identity.tool_from_username`)."""
         if self._tool is None:
-            if self._certificate is None:
+            if self.socket_path is not None:
+                self._tool = self._local_tool()
+            elif self._certificate is None:
                 raise ConfigurationError("no tool: give tool=... or a client certificate")
-            self._tool = self._certificate.common_name()
+            else:
+                self._tool = self._certificate.common_name()
         return self._tool
+
+    def _local_tool(self) -> str:
+        from tjf_core.local_identity import tool_from_username
+
+        try:
+            return tool_from_username(unix_user_name())
+        except InvalidInputError as error:
+            raise ConfigurationError(
+                f"the jobs API at {self.url} knows a caller by its unix user, and {error}: "
+                "run this as the tool's user (`become TOOLNAME`), or name the tool "
+                "(tool=...)") from None
 
     # --- the operations -------------------------------------------------------------------
 
@@ -295,7 +397,9 @@ class JobsClient:
             self._certificate.load_into(context)
         return context
 
-    def _connect(self) -> http.client.HTTPSConnection:
+    def _connect(self) -> http.client.HTTPConnection:
+        if self.socket_path is not None:
+            return _unix_connection()(self.socket_path, timeout=self.timeout)
         import http.client
 
         return http.client.HTTPSConnection(self._host, self._port, context=self._context,
@@ -353,6 +457,8 @@ class JobsClient:
                                  retry_after=response.getheader("Retry-After"))
 
     def _unreachable(self, error: OSError | http.client.HTTPException) -> TjfError:
+        if self.socket_path is not None:
+            return self._unreachable_socket(self.socket_path, error)
         import ssl
 
         if isinstance(error, ssl.SSLCertVerificationError):
@@ -374,6 +480,31 @@ class JobsClient:
         return RuntimeUnavailableError(f"the jobs API at {self.url} did not answer in HTTP: "
                                        f"{type(error).__name__} {error}")
 
+    def _unreachable_socket(self, path: str,
+                            error: OSError | http.client.HTTPException) -> TjfError:
+        start = ("start `tjf-api` in local mode (it listens there), or configure the jobs "
+                 "API's URL (TJF_API_URL, or api_gateway.url)")
+        if isinstance(error, FileNotFoundError):
+            why = f"the socket {path} does not exist; {start}"
+        elif isinstance(error, ConnectionRefusedError):
+            why = f"nothing listens on the socket {path} (connection refused); {start}"
+        elif isinstance(error, PermissionError):
+            return ForbiddenError(
+                f"cannot reach the jobs API at {self.url}: this user may not connect to the "
+                f"socket {path} (permission denied): ask whoever runs tjf-api to let the "
+                "tool's user in (its socket's mode and directory), or run this as a user it "
+                "lets in")
+        elif isinstance(error, ConnectionResetError | BrokenPipeError):
+            why = "it closed the connection without answering"
+        elif isinstance(error, TimeoutError):
+            why = f"no answer within {self.timeout:g} s"
+        elif isinstance(error, OSError):
+            why = error.strerror or str(error) or type(error).__name__
+        else:
+            return RuntimeUnavailableError(f"the jobs API at {self.url} did not answer in "
+                                           f"HTTP: {type(error).__name__} {error}")
+        return RuntimeUnavailableError(f"cannot reach the jobs API at {self.url}: {why}")
+
     def _refused(self, how: str) -> TjfError:
         if self._certificate is None:
             return AuthenticationError(f"the jobs API at {self.url} wants a client "
@@ -391,7 +522,7 @@ class LogLines:
     free its follower.
     """
 
-    def __init__(self, conn: http.client.HTTPSConnection, response: http.client.HTTPResponse,
+    def __init__(self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
                  *, url: str) -> None:
         self._conn = conn
         self._response = response
@@ -422,6 +553,34 @@ class LogLines:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+@functools.cache
+def _unix_connection() -> type[http.client.HTTPConnection]:
+    """HTTP/1.1 over a unix socket: :class:`http.client.HTTPConnection` with its own connect.
+
+    Made on first use, so that importing this module imports neither http.client nor socket.
+    """
+    import http.client
+    import socket
+
+    class UnixConnection(http.client.HTTPConnection):
+        def __init__(self, path: str, *, timeout: float) -> None:
+            # The Host header needs a name; the server does not read it.
+            super().__init__("localhost", timeout=timeout)
+            self.socket_path = path
+
+        def connect(self) -> None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.timeout)
+                sock.connect(self.socket_path)
+            except BaseException:
+                sock.close()
+                raise
+            self.sock = sock
+
+    return UnixConnection
 
 
 def _segment(value: str) -> str:

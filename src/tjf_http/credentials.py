@@ -8,8 +8,12 @@ as in kubectl). ``$KUBECONFIG`` may list several files (``:``-separated): as kub
 first file that sets ``current-context`` sets it, and the first definition of a context or a
 user wins.
 
-Only PyYAML reads the file (imported when needed, as is cryptography for the tool's name):
-the command line client imports this module on every start.
+On a local ``tjf-api``'s unix socket there is no certificate: the server knows the caller by
+the socket's peer credentials, and the tool is the caller's unix user
+(:func:`unix_user_name`).
+
+Only PyYAML reads the file (imported when needed, as is cryptography to read the certificate's
+name and validity): the command line client imports this module on every start.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import base64
 import binascii
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +33,8 @@ from tjf_core.errors import ConfigurationError
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["ClientCertificate", "certificate_from_kubeconfig", "kubeconfig_files"]
+__all__ = ["CertificateFacts", "ClientCertificate", "certificate_from_kubeconfig",
+           "kubeconfig_files", "unix_user_name"]
 
 
 @attrs.frozen(kw_only=True)
@@ -46,21 +52,31 @@ class ClientCertificate:
 
     def load_into(self, context: ssl.SSLContext) -> None:
         """Present this certificate on ``context``'s connections."""
-        import ssl
-        import tempfile
+        if isinstance(self.cert, Path) and isinstance(self.key, Path):
+            self._load_files(context, self.cert, self.key)
+            return
+        import tempfile  # only for embedded data: it costs a cold start ~8 ms
 
         # ssl reads certificates from files only: bytes go through a private temporary file.
         with tempfile.TemporaryDirectory(prefix="tjf-client-") as scratch:
             cert, key = (_as_file(part, Path(scratch), name)
                          for part, name in ((self.cert, "cert.pem"), (self.key, "key.pem")))
-            try:
-                context.load_cert_chain(str(cert), str(key))
-            except (OSError, ssl.SSLError) as error:
-                raise ConfigurationError(f"{self.source} cannot be loaded (does the key belong "
-                                         f"to the certificate?): {error}") from None
+            self._load_files(context, cert, key)
 
-    def common_name(self) -> str:
-        """The certificate's CN: the tool it names."""
+    def _load_files(self, context: ssl.SSLContext, cert: Path, key: Path) -> None:
+        import ssl
+
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except (OSError, ssl.SSLError) as error:
+            raise ConfigurationError(f"{self.source} cannot be loaded (does the key belong "
+                                     f"to the certificate?): {error}") from None
+
+    def read(self) -> CertificateFacts:
+        """The certificate's CN and validity, read with ``cryptography`` (imported now).
+
+        ConfigurationError when the file cannot be read or holds no PEM certificate.
+        """
         from cryptography import x509
         from cryptography.x509.oid import NameOID
 
@@ -68,12 +84,33 @@ class ClientCertificate:
             pem = self.cert.read_bytes() if isinstance(self.cert, Path) else self.cert
             certificate = x509.load_pem_x509_certificate(pem)
             names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        except (OSError, ValueError) as error:
-            raise ConfigurationError(f"{self.source} cannot be read: {error}") from None
-        if not names:
+        except OSError as error:
+            raise ConfigurationError(f"{self.source} cannot be read: "
+                                     f"{error.strerror or error}") from None
+        except ValueError as error:
+            raise ConfigurationError(f"the client certificate of {self.source} cannot be read "
+                                     f"({error}): is it a PEM certificate?") from None
+        value = names[0].value if names else None
+        return CertificateFacts(
+            common_name=value.decode() if isinstance(value, bytes) else value,
+            not_before=certificate.not_valid_before_utc,
+            not_after=certificate.not_valid_after_utc)
+
+    def common_name(self) -> str:
+        """The certificate's CN: the tool it names."""
+        name = self.read().common_name
+        if not name:
             raise ConfigurationError(f"{self.source} has no CN: it names no tool")
-        value = names[0].value
-        return value if isinstance(value, str) else value.decode()
+        return name
+
+
+@attrs.frozen(kw_only=True)
+class CertificateFacts:
+    """What a client needs to know of its certificate: the tool it names, and when it is valid."""
+
+    common_name: str | None
+    not_before: datetime
+    not_after: datetime
 
 
 def _as_file(part: Path | bytes, scratch: Path, name: str) -> Path:
@@ -191,3 +228,22 @@ def _part(user: _Defined, key: str, *, source: str) -> Path | bytes:
         return given if given.is_absolute() else user.path.parent / given
     raise ConfigurationError(f"{source} has no {key} (nor {key}-data): the jobs API needs "
                              "the tool's client certificate and key")
+
+
+def unix_user_name() -> str:
+    """The name of this process's effective unix user: who a local jobs API takes it for.
+
+    The server reads the same name from the socket's peer credentials (the effective uid).
+    ConfigurationError when the user database has no name for the uid (e.g. a container run
+    with a bare ``--user 12345``).
+    """
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        raise ConfigurationError(
+            f"this process's user (uid {uid}) has no name in the user database, and a local "
+            "jobs API knows tools by their user's name: run it as the tool's user, or name "
+            "the tool (tool=...)") from None

@@ -70,8 +70,15 @@ class ToolHome:
 
     @property
     def environ(self) -> dict[str, str]:
+        # TJF_LOCAL_SOCKET names a socket that is never there, so a test with nothing
+        # configured cannot find a local tjf-api this machine happens to run.
         return {"HOME": str(self.home), "XDG_CONFIG_HOME": str(self.xdg),
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                "TJF_LOCAL_SOCKET": str(self.no_local_socket)}
+
+    @property
+    def no_local_socket(self) -> Path:
+        return self.home.parent / "no-local-api.sock"
 
     def session(self, *, environ: dict[str, str] | None = None, **kwargs: Any) -> Session:
         values: dict[str, Any] = {"poll_first": 0.02, "poll_max": 0.05, "follow_grace": 5.0}

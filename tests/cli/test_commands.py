@@ -168,6 +168,16 @@ def test_show_normal_json_and_yaml(h: Harness, tool: ToolHome) -> None:
     assert yaml.safe_load(tool.invoke("show", "tick", "-o", "yaml").stdout) == document
 
 
+def test_show_says_how_a_finished_job_exited(h: Harness, tool: ToolHome) -> None:
+    tool.invoke("run", "once", "--command", "./once", "--image", "bookworm")
+    assert "Exit code:" not in tool.invoke("show", "once").stdout
+    driver = h.driver()
+    driver.set_failed(driver.pods_of("once")[-1], 3)
+    lines = tool.invoke("show", "once").stdout.splitlines()
+    assert "Exit code: 3" in lines
+    assert json.loads(tool.invoke("show", "once", "-o", "json").stdout)["status"]["exit_code"] == 3
+
+
 def test_show_of_a_missing_job(tool: ToolHome) -> None:
     result = tool.invoke("show", "nope")
     assert result.exit_code == 1

@@ -63,6 +63,19 @@ def test_the_default_endpoint_and_the_variable(layout: tuple[Path, Path]) -> Non
     assert overridden.api_url_source == "the environment variable TJF_API_URL"
 
 
+def test_a_unix_socket_gateway_takes_no_endpoint(layout: tuple[Path, Path]) -> None:
+    home, etc = layout
+    _write(etc / "common.yaml", {"jobs": {"jobs_endpoint": "/jobs/api"}})
+    _write(home / ".toolforge.yaml", {"api_gateway": {"url": "unix:///run/tjf/api.sock"}})
+    config = load_config({}, home=home, system_dir=etc)
+    assert config.api_url == "unix:///run/tjf/api.sock"
+    assert config.api_url_source == (
+        f"api_gateway.url of the configuration file '{home}/.toolforge.yaml'")
+    _write(home / ".toolforge.yaml", {"api_gateway": {"url": "http+unix://%2Frun%2Fapi.sock"}})
+    assert load_config({}, home=home, system_dir=etc).api_url == (
+        "http+unix://%2Frun%2Fapi.sock/jobs/api")
+
+
 def test_nothing_configured(layout: tuple[Path, Path]) -> None:
     home, etc = layout
     config = load_config({}, home=home, system_dir=etc)

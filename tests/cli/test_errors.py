@@ -117,8 +117,10 @@ def test_no_configured_api(tool: ToolHome) -> None:
     result = tool.invoke("list")
     assert result.exit_code == 1
     assert _one_error_line(result.stderr) == (
-        "Error: no jobs API is configured: set api_gateway.url in ~/.toolforge.yaml (or "
-        "/etc/toolforge/common.yaml), or the environment variable TJF_API_URL")
+        "Error: no jobs API is configured, and no local one runs here (no socket at "
+        f"{tool.no_local_socket}): set api_gateway.url in ~/.toolforge.yaml (or "
+        "/etc/toolforge/common.yaml), or the environment variable TJF_API_URL; or start "
+        "`tjf-api` in local mode (or set TJF_LOCAL_SOCKET to its socket)")
 
 
 def test_a_broken_configuration_file_says_where(tool: ToolHome) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.cli.conftest import ToolHome, eventually
 from tests.http.conftest import Harness
 from tjf_http.client import RemoteJob
+from tjf_http.state import CALLS
 
 RUN = ("run", "once", "--command", "./work", "--image", "bookworm")
 EndJob = Callable[..., None]
@@ -96,15 +97,19 @@ def test_ctrl_c_stops_waiting_not_the_job(h: Harness, tool: ToolHome) -> None:
     assert h.service.get(h.tool(), "once")
 
 
+def following(h: Harness) -> None:
+    """Wait until the client follows the job's output, as a real container starts later."""
+    calls = h.server.app[CALLS]
+    eventually("the client to follow the output", lambda: calls.followers >= 1)
+
+
 def test_follow_streams_the_new_output_while_waiting(h: Harness, tool: ToolHome) -> None:
     out = h.homes / "alpha" / "once.out"
     out.write_text("an earlier run\n")  # filelog appends: an old job of that name wrote it
 
     def play() -> None:
         driver = h.driver()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not h.runtime.objects(h.tool(), "Job"):
-            time.sleep(0.01)
+        following(h)
         [pod] = driver.pods_of("once")
         driver.set_running(pod)
         for number in range(3):
@@ -160,24 +165,112 @@ def test_a_real_process_times_out_with_2(tool: ToolHome) -> None:
 # --- the pieces --------------------------------------------------------------------------------
 
 
-def _job(status_long: str, messages: tuple[str, ...] = ()) -> RemoteJob:
+def _job(short: str, exit_code: object) -> RemoteJob:
     from tjf_core.model import JobSpec
 
     return RemoteJob(spec=JobSpec(name="x", command="x", image="bookworm"),
-                     status={"short": "failed", "messages": list(messages)},
-                     status_short="Failed", status_long=status_long, image_state="stable")
+                     status={"short": short, "messages": [], "exit_code": exit_code},
+                     status_short=short, status_long="", image_state="stable")
 
 
-@pytest.mark.parametrize(("long", "messages", "code"), [
-    ("Pod 'x-1' is in phase 'Failed'. State 'terminated' for reason 'Error', exit code 3, "
-     "started at 2024-01-01T00:00:00Z.", (), 3),
-    ("Pod 'x-1' is in phase 'Running'. Restarted 2 times. State 'waiting' for reason "
-     "'CrashLoopBackOff'. Last state 'terminated' for reason 'Error', exit code 9.", (), 9),
-    ("No pod exists for this job.", ("Container job exited with code 42 (Error)",), 42),
-    ("No pod exists for this job.", (), None),
-])
-def test_the_exit_code_is_read_from_the_status(long: str, messages: tuple[str, ...],
-                                               code: int | None) -> None:
+@pytest.mark.parametrize(("short", "given", "code"), [
+    ("failed", 3, 3), ("succeeded", 0, 0), ("running", None, None),
+    ("failed", None, None), ("failed", True, None), ("failed", "3", None)])
+def test_the_exit_code_is_the_apis(short: str, given: object, code: int | None) -> None:
     from tjf_cli.waiting import job_exit_code
 
-    assert job_exit_code(_job(long, messages)) == code
+    assert job_exit_code(_job(short, given)) == code
+
+
+def test_an_older_server_without_exit_codes_fails_with_1(h: Harness, tool: ToolHome,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        end_job: EndJob) -> None:
+    import tjf_core.views
+
+    original = tjf_core.views.status_view
+    monkeypatch.setattr(tjf_core.views, "status_view",
+                        lambda status: {k: v for k, v in original(status).items()
+                                        if k != "exit_code"})
+    end_job("once", 3)
+    result = tool.invoke(*RUN, "--wait", "60")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "Error: job 'once' failed; see its output: `toolforge-jobs logs once`")
+
+
+# --- the log pump ------------------------------------------------------------------------------
+
+
+class Streams:
+    """Log streams as the API gives them: each from the start, the last one closing the output."""
+
+    def __init__(self, *streams: list[str] | Exception) -> None:
+        self._streams = list(streams)
+        self.opened: list[bool] = []
+
+    def open(self, follow: bool) -> Iterator[str]:
+        self.opened.append(follow)
+        stream = self._streams.pop(0) if len(self._streams) > 1 else self._streams[0]
+        if isinstance(stream, Exception):
+            raise stream
+        return iter(stream)
+
+
+def _pump(streams: Streams, already: list[str]) -> list[str]:
+    from tjf_cli.waiting import LogPump
+
+    written: list[str] = []
+    pump = LogPump(streams.open, written.append, already=already, retry_every=0.001)
+    pump.start()
+    eventually("the pump to read every stream", lambda: len(streams.opened) >= 4)
+    assert pump.finish(5.0)
+    assert pump.error is None
+    return written
+
+
+def test_the_pump_skips_old_lines_and_never_repeats_one() -> None:
+    from tjf_core.errors import NotFoundError, RuntimeUnavailableError
+
+    old = ["old out", "old err"]
+    streams = Streams(
+        NotFoundError("no output yet"),
+        # Followed, stdout and stderr interleave; the stream is cut short.
+        ["old out", "old err", "out 1", "err 1", "out 2"],
+        RuntimeUnavailableError("cut short"),
+        # Read again, file after file, with what was written meanwhile.
+        ["old out", "out 1", "out 2", "out 3", "old err", "err 1", "err 2"])
+    assert _pump(streams, old) == ["out 1", "err 1", "out 2", "out 3", "err 2"]
+    assert streams.opened[-1] is False  # the last read, after the job ended, is not followed
+
+
+def test_the_pump_counts_repeated_lines() -> None:
+    streams = Streams(["tick", "tick", "tick"], ["tick", "tick", "tick", "tick", "done"])
+    assert _pump(streams, ["tick"]) == ["tick", "tick", "tick", "done"]
+
+
+def test_follow_with_separate_stdout_and_stderr_files(h: Harness, tool: ToolHome) -> None:
+    home = h.homes / "alpha"
+    (home / "once.out").write_text("old out\n")
+    (home / "once.err").write_text("old err\n")
+
+    def play() -> None:
+        driver = h.driver()
+        following(h)
+        [pod] = driver.pods_of("once")
+        driver.set_running(pod)
+        for number in range(3):
+            time.sleep(0.05)
+            for suffix in ("out", "err"):
+                with (home / f"once.{suffix}").open("a") as file:
+                    file.write(f"{suffix} {number}\n")
+        time.sleep(0.1)
+        driver.set_failed(pod, 5)
+
+    thread = threading.Thread(target=play, daemon=True)
+    thread.start()
+    result = tool.invoke(*RUN, "--follow", "--wait", "60")
+    thread.join(20)
+    assert result.exit_code == 5, result.stderr
+    lines = result.stdout.splitlines()
+    assert sorted(lines) == sorted(f"{suffix} {n}" for suffix in ("out", "err") for n in range(3))
+    assert [line for line in lines if line.startswith("out")] == ["out 0", "out 1", "out 2"]

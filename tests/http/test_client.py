@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests.http.conftest import Harness
+from tjf_core import errors
 from tjf_core.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -38,6 +39,7 @@ from tjf_http.client import (
     JobsClient,
     certificate_from_kubeconfig,
     error_from_answer,
+    error_type,
 )
 from tjf_http.state import CALLS
 
@@ -417,6 +419,44 @@ def test_a_summary_line_survives_the_round_trip() -> None:
     again = error_from_answer(400, body.encode(), url="https://api")
     assert isinstance(again, InvalidInputError)
     assert (str(again), again.problems) == (str(original), original.problems)
+
+
+def test_the_body_type_names_the_error_class() -> None:
+    url = "https://api"
+    # The type wins over the status: a 409 that is a quota refusal without the word "quota".
+    quota = error_from_answer(409, b'{"type": "quota_exceeded", "messages": {"error": '
+                              b'["too many jobs"]}}', url=url)
+    assert type(quota) is QuotaExceededError
+    assert (str(quota), quota.http_status) == ("too many jobs", 409)
+    limits = error_from_answer(400, b'{"type": "limit_exceeded", "messages": {"error": ["mem: '
+                               b'8Gi is too much"]}, "problems": [{"field": "mem", "message": '
+                               b'"8Gi is too much"}]}', url=url)
+    assert type(limits) is errors.LimitExceededError
+    assert limits.problems == (Problem("mem", "8Gi is too much"),)
+    restart = error_from_answer(400, b'{"type": "not_restartable", "messages": {"error": '
+                                b'["one-off jobs cannot be restarted"]}}', url=url)
+    assert type(restart) is NotRestartableError
+    legacy = error_from_answer(404, b'{"error": "no such job", "type": "not_found"}', url=url)
+    assert type(legacy) is NotFoundError
+
+
+def test_an_unknown_type_falls_back_to_the_status() -> None:
+    answer = b'{"type": "from_the_future", "messages": {"error": ["gone"]}}'
+    assert type(error_from_answer(404, answer, url="https://api")) is NotFoundError
+    assert type(error_from_answer(503, answer, url="https://api")) is RuntimeUnavailableError
+
+
+def test_every_core_error_round_trips_through_its_type() -> None:
+    for name in errors.__all__:
+        kind = getattr(errors, name)
+        if not (isinstance(kind, type) and issubclass(kind, TjfError)):
+            continue
+        body = (f'{{"type": "{error_type(kind)}", "messages": {{"error": ["why"]}}}}').encode()
+        again = error_from_answer(kind.http_status, body, url="https://api")
+        assert type(again) is kind, name
+        assert str(again) == "why"
+    assert error_type(errors.RuntimeUnavailableError) == "runtime_unavailable"
+    assert error_type(errors.InvalidInputError) == "invalid_input"
 
 
 # --- import cost -----------------------------------------------------------------------------
