@@ -11,6 +11,11 @@ same shape :mod:`tjf_core.render` produces and :mod:`tjf_core.status` reads. Err
 core's (:mod:`tjf_core.errors`): a runtime translates its own failures (HTTP 409 ->
 ``AlreadyExistsError``, quota 403 -> ``QuotaExceededError``, unreachable ->
 ``RuntimeUnavailableError`` …) so that no caller ever sees a client library's exception.
+
+Two optional extras a front end may use, read with ``getattr`` because most runtimes have
+neither: a ``blocking`` attribute (``False`` when no call ever waits on I/O, so a server may
+call it on its event loop instead of in a thread), and an ``abort()`` method on the iterator
+``pod_logs`` returns, safe to call from another thread, that ends a followed log at once.
 """
 
 from __future__ import annotations

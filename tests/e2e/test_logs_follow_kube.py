@@ -30,7 +30,7 @@ import tjf_core
 from tests.e2e.cluster import Cluster, ToolAccount
 from tjf_core.identity import ToolIdentity
 from tjf_core.kube import KubernetesRuntime, KubeSettings
-from tjf_core.kube.runtime import FollowedLog
+from tjf_core.kube.transport import FollowedLog
 from tjf_http.executor import CoreCalls
 
 IMAGES_FILE = Path(tjf_core.__file__).parent / "data" / "images.yaml"

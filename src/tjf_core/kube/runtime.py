@@ -11,19 +11,18 @@ CronJobs: the service always renders ``batch/v1``; on a cluster older than 1.21,
 them only as ``batch/v1beta1`` (found by API discovery once, or set in the settings), the
 runtime writes and reads them there and refuses a time zone it would silently lose.
 
-A followed pod log (:class:`FollowedLog`) may wait hours for its next line in a blocking read;
-its ``abort()`` shuts the connection down from any thread, so a front end whose client went
-away frees the reading thread at once instead of at the next line.
+A followed pod log (:class:`~tjf_core.kube.transport.FollowedLog`) may wait hours for its
+next line in a blocking read; its ``abort()`` shuts the connection down from any thread, so a
+front end whose client went away frees the reading thread at once instead of at the next line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import urllib3
 from kubernetes.client.exceptions import ApiException
@@ -42,8 +41,6 @@ from tjf_core.kube.catalog import CatalogCache, file_fetcher
 from tjf_core.kube.credentials import Credentials, CredentialStore
 from tjf_core.kube.errors import (
     ConcurrentChangeError,
-    error_from_exception,
-    error_from_status,
 )
 from tjf_core.kube.objects import (
     EVENT,
@@ -62,12 +59,12 @@ from tjf_core.kube.objects import (
     prepared_body,
 )
 from tjf_core.kube.settings import KubeSettings
-from tjf_core.kube.transport import JSON, STRATEGIC_MERGE_PATCH, Json, RequestHook, Transport
+from tjf_core.kube.transport import STRATEGIC_MERGE_PATCH, Json, RequestHook, Transport
 from tjf_core.render import NAME_LABEL
 from tjf_core.runtime import Manifest, ToolObjects
 from tjf_core.settings import RenderSettings
 
-__all__ = ["FollowedLog", "KubernetesRuntime"]
+__all__ = ["KubernetesRuntime"]
 
 _BACKGROUND = {"propagationPolicy": "Background"}
 #: How long a re-create waits for the deleted object's name to be free again.
@@ -170,9 +167,7 @@ class KubernetesRuntime:
             query["follow"] = "true"
         path = POD.item(tool.namespace, pod) + "/log"
         try:
-            if follow:
-                return self._follow(creds, path, query=query, tool=tool.tool)
-            return self._http.lines(creds, path, query=query, follow=False, tool=tool.tool)
+            return self._http.lines(creds, path, query=query, follow=follow, tool=tool.tool)
         except (NotFoundError, InvalidInputError) as error:
             # 400/404 from the log endpoint: the container has not started, or its node is
             # gone; the pod itself exists (it was just read).
@@ -297,25 +292,6 @@ class KubernetesRuntime:
             "remove it and write the schedule in UTC",
         )])
 
-    def _follow(self, creds: Credentials, path: str, *, query: Mapping[str, str],
-                tool: str) -> FollowedLog:
-        """A followed log; the request is sent now, so a refusal raises here."""
-        # No read timeout: the log may stay quiet for hours (abort() ends the wait).
-        response = self._http._send(  # the transport's request, kept to be shut down
-            creds, "GET", path, query=query, body=None, content_type=JSON,
-            timeout=(self.settings.connect_timeout_seconds, None), accept="*/*")
-        raw = cast(urllib3.BaseHTTPResponse, response.response)
-        if not 200 <= response.status <= 299:
-            try:
-                data = response.read()
-            except _TRANSPORT_ERRORS:
-                data = b""
-            finally:
-                raw.release_conn()
-            raise error_from_status(response.status, data, tool=tool,
-                                    credentials=creds.description)
-        return FollowedLog(raw, server=creds.server)
-
     def _list_executor(self) -> ThreadPoolExecutor | None:
         if not self.settings.list_threads:
             return None
@@ -406,57 +382,6 @@ class KubernetesRuntime:
             return text
 
         return fetch
-
-
-class FollowedLog:
-    """The lines of a followed pod log as they arrive; ``abort()`` ends it from any thread.
-
-    Read it in one thread (iterating, ``close()``); ``abort()`` is the one method another
-    thread may call: it shuts the connection down, so a read waiting for the next line returns
-    at once and the iteration simply ends (no error: it ended on purpose).
-    """
-
-    def __init__(self, raw: urllib3.BaseHTTPResponse, *, server: str) -> None:
-        self._raw = raw
-        self._server = server
-        self._aborted = threading.Event()
-        self._lines = self._read()
-
-    def __iter__(self) -> FollowedLog:
-        return self
-
-    def __next__(self) -> str:
-        return next(self._lines)
-
-    def _read(self) -> Generator[str, None, None]:
-        pending = b""
-        try:
-            for chunk in self._raw.stream(64 * 1024, decode_content=True):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8", "replace")
-        except _TRANSPORT_ERRORS as error:
-            if self._aborted.is_set():
-                return
-            raise error_from_exception(error, server=self._server) from None
-        if pending and not self._aborted.is_set():
-            yield pending.decode("utf-8", "replace")
-
-    def abort(self) -> None:
-        """End the stream now, from any thread: a read blocked on the socket returns."""
-        self._aborted.set()
-        # shutdown() wakes a recv() blocked in another thread; close() would not. It fails
-        # (harmlessly) once the connection is closed or released already.
-        with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
-            self._raw.shutdown()
-
-    def close(self) -> None:
-        """Release the connection (closing, not draining: a followed log never ends)."""
-        self._lines.close()
-        with contextlib.suppress(*_TRANSPORT_ERRORS):
-            self._raw.close()
-            self._raw.release_conn()
 
 
 def _name(manifest: Mapping[str, Any]) -> str:

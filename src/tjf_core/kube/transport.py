@@ -10,8 +10,10 @@ traceback reaches a caller.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Generator, Mapping
 from typing import Any, cast
 from urllib.parse import urlencode
 
@@ -22,7 +24,7 @@ from tjf_core.errors import TjfError
 from tjf_core.kube.credentials import Credentials
 from tjf_core.kube.errors import error_from_exception, error_from_status
 
-__all__ = ["JSON", "STRATEGIC_MERGE_PATCH", "Json", "RequestHook", "Transport"]
+__all__ = ["JSON", "STRATEGIC_MERGE_PATCH", "FollowedLog", "Json", "RequestHook", "Transport"]
 
 JSON = "application/json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -75,7 +77,7 @@ class Transport:
     def lines(
         self, credentials: Credentials, path: str, *, query: Mapping[str, str], follow: bool,
         kind: str | None = None, name: str | None = None, tool: str | None = None,
-    ) -> Iterator[str]:
+    ) -> FollowedLog:
         """The text the API answers, line by line as it arrives (a pod's log).
 
         The request is sent before the first line is asked for, so a refusal raises here.
@@ -94,25 +96,7 @@ class Transport:
                 raw.release_conn()
             raise error_from_status(response.status, data, kind=kind, name=name, tool=tool,
                                     credentials=credentials.description)
-        return self._stream(raw, server=credentials.server)
-
-    @staticmethod
-    def _stream(raw: urllib3.BaseHTTPResponse, *, server: str) -> Iterator[str]:
-        pending = b""
-        try:
-            for chunk in raw.stream(64 * 1024, decode_content=True):
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                for line in complete:
-                    yield line.decode("utf-8", "replace")
-            if pending:
-                yield pending.decode("utf-8", "replace")
-        except _TRANSPORT_ERRORS as error:
-            raise error_from_exception(error, server=server) from None
-        finally:
-            # Closing, not draining: a followed log never ends by itself.
-            raw.close()
-            raw.release_conn()
+        return FollowedLog(raw, server=credentials.server)
 
     def _send(
         self, credentials: Credentials, method: str, path: str, *,
@@ -139,3 +123,60 @@ class Transport:
                                    _request_timeout=timeout)
         except _TRANSPORT_ERRORS as error:
             raise error_from_exception(error, server=credentials.server) from None
+
+
+class FollowedLog:
+    """The lines of a pod log as they arrive (followed or not); ``abort()`` ends it from any
+    thread.
+
+    Read it in one thread (iterating, ``close()``); ``abort()`` is the one method another
+    thread may call: it shuts the connection down, so a read waiting for the next line returns
+    at once and the iteration simply ends (no error: it ended on purpose).
+    """
+
+    def __init__(self, raw: urllib3.BaseHTTPResponse, *, server: str) -> None:
+        self._raw = raw
+        self._server = server
+        self._aborted = threading.Event()
+        self._lines = self._read()
+
+    def __iter__(self) -> FollowedLog:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._lines)
+
+    def _read(self) -> Generator[str, None, None]:
+        pending = b""
+        try:
+            for chunk in self._raw.stream(64 * 1024, decode_content=True):
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    yield line.decode("utf-8", "replace")
+        except _TRANSPORT_ERRORS as error:
+            if self._aborted.is_set():
+                return
+            raise error_from_exception(error, server=self._server) from None
+        finally:
+            self._release()
+        if pending and not self._aborted.is_set():
+            yield pending.decode("utf-8", "replace")
+
+    def abort(self) -> None:
+        """End the stream now, from any thread: a read blocked on the socket returns."""
+        self._aborted.set()
+        # shutdown() wakes a recv() blocked in another thread; close() would not. It fails
+        # (harmlessly) once the connection is closed or released already.
+        with contextlib.suppress(ValueError, RuntimeError, OSError, AttributeError):
+            self._raw.shutdown()
+
+    def close(self) -> None:
+        """Release the connection (closing, not draining: a followed log never ends)."""
+        self._lines.close()
+        self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(*_TRANSPORT_ERRORS):
+            self._raw.close()
+            self._raw.release_conn()
