@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, help="a TOML configuration file")
     parser.add_argument("--check-config", action="store_true",
                         help="check the configuration, print it (secrets masked) and exit")
-    parser.add_argument("--runtime", choices=("kubernetes", "memory"))
+    parser.add_argument("--runtime", choices=("local", "kubernetes", "memory"),
+                        help="where jobs run (default: local, unless a cluster is configured)")
     parser.add_argument("--host", help="address of the TLS listener (tls.host)")
     parser.add_argument("--port", help="port of the TLS listener (tls.port)")
     parser.add_argument("--cert", help="server certificate chain, PEM (tls.cert_file)")
@@ -106,9 +107,18 @@ def _serve(config: Config) -> None:
     from tjf_http.runtimes import make_service
     from tjf_http.server import serve
 
-    service, close = make_service(config)
+    local = None
+    if config.runtime == "local":
+        from tjf_http.local import local_mode_for
+
+        local = local_mode_for(config)
+        service, close = local.service, local.close
+    else:
+        service, close = make_service(config)
     try:
         app = make_app(service, config.http)
+        if local is not None:
+            local.install(app)
         asyncio.run(serve(app, config.http, ready=lambda server: log.info(
             "ready: %s", {kind.value: [str(a) for a in addresses]
                           for kind, addresses in server.addresses.items() if addresses})))

@@ -13,6 +13,8 @@ recorded is refused (401).
 * trusted: the proxy in front verified the certificate; its ``ssl-client-subject-dn`` header
   (or, when configured, an API gateway's tool header) names the tool.
 * ops: no identity; only the health and metrics routes are served there.
+* local (local mode): the caller's unix user, from the socket's peer credentials, is the tool
+  (:mod:`tjf_http.local`, which the app holds). Headers are ignored.
 
 A client keeps its connection and its certificate for many requests, so what a certificate
 says (its parsed form, its validity window and the tool it names) is remembered for the
@@ -48,6 +50,8 @@ class ListenerKind(enum.Enum):
     DIRECT = "direct"
     TRUSTED = "trusted"
     OPS = "ops"
+    #: Local mode's unix socket: the caller is its peer credentials' unix user.
+    LOCAL = "local"
 
 
 @functools.lru_cache(maxsize=256)  # a handful of bound and peer addresses, asked every request
@@ -111,6 +115,10 @@ def identify(
         return _from_certificate(request, identity=identity, now=now)
     if kind is ListenerKind.TRUSTED:
         return _from_headers(request, identity=identity, trusted=trusted)
+    if kind is ListenerKind.LOCAL:
+        from tjf_http.local import identify_peer
+
+        return identify_peer(request)
     raise AuthenticationError("this listener serves health and metrics only")
 
 

@@ -3,7 +3,10 @@
 Every setting lives in a section named like its settings class's group: ``[server]``,
 ``[tls]``, ``[trusted]``, ``[ops]`` (:mod:`tjf_http.settings`), ``[identity]``, ``[render]``
 (:mod:`tjf_core.settings`), ``[kubernetes]`` (``tjf_core.kube.KubeSettings``, imported only
-when that runtime is chosen) and ``[memory]``; plus the top-level ``runtime``. The same setting
+when that runtime is chosen), ``[memory]``, ``[local]`` (:mod:`tjf_http.local_settings`) and
+``[emailer]`` (local mode's embedded emailer, :mod:`tjf_http.local_emailer`); plus the
+top-level ``runtime``: ``local`` when no cluster is configured
+(:func:`~tjf_http.local_settings.choose_runtime`). The same setting
 is ``TJF_<SECTION>_<KEY>`` in the environment (``TJF_TLS_CERT_FILE``, ``TJF_RUNTIME``) and
 ``--set section.key=value`` on the command line. Later sources win: defaults, file,
 environment, flags.
@@ -15,6 +18,7 @@ refused at start with its place (``tls.port``) and what is allowed, never half-a
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 import types
@@ -27,6 +31,7 @@ import attrs
 
 from tjf_core.errors import ConfigurationError
 from tjf_core.settings import IdentitySettings, RenderSettings, Settings
+from tjf_http.local_settings import LocalModeSettings, choose_runtime
 from tjf_http.settings import (
     HttpSettings,
     OpsListenerSettings,
@@ -45,8 +50,8 @@ __all__ = [
     "parse_assignment",
 ]
 
-RuntimeName = Literal["kubernetes", "memory"]
-_RUNTIMES = ("kubernetes", "memory")
+RuntimeName = Literal["local", "kubernetes", "memory"]
+_RUNTIMES = ("local", "kubernetes", "memory")
 _T = TypeVar("_T")
 _SECRET = re.compile(r"password|secret|token", re.IGNORECASE)
 
@@ -73,8 +78,12 @@ SECTIONS: dict[str, type[Any]] = {
     "identity": IdentitySettings,
     "render": RenderSettings,
     "memory": MemorySettings,
+    "local": LocalModeSettings,
 }
 _KUBE = "kubernetes"
+#: Kept as given, read by the runtime that needs them: the cluster's and the local emailer's.
+_EMAILER = "emailer"
+_RAW = (_KUBE, _EMAILER)
 
 
 @attrs.frozen(kw_only=True)
@@ -87,12 +96,24 @@ class Config:
     memory: MemorySettings = attrs.field(factory=MemorySettings)
     #: ``[kubernetes]`` as given; made a KubeSettings (and checked) by :meth:`kube_settings`.
     kubernetes: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``[local]``, its places filled in for this server's user when the runtime is local.
+    local: LocalModeSettings = attrs.field(factory=LocalModeSettings)
+    #: ``[emailer]`` as given; see :meth:`emailer_settings`.
+    emailer: Mapping[str, Any] = attrs.field(factory=dict)
 
     def kube_settings(self) -> Any:
         """The ``tjf_core.kube.KubeSettings``; imported here so the memory runtime needs none."""
         from tjf_core.kube.settings import KubeSettings
 
         return _build(KubeSettings, self.kubernetes, section=_KUBE)
+
+    def emailer_settings(self) -> Any:
+        """Local mode's embedded emailer's ``EmailerSettings``; None when it is off."""
+        if self.runtime != "local":
+            return None
+        from tjf_http.local_emailer import embedded_emailer_settings
+
+        return embedded_emailer_settings(self.emailer, local=self.local)
 
     def as_dict(self) -> dict[str, Any]:
         """Every setting by section, as ``--check-config`` prints it (before masking)."""
@@ -104,6 +125,10 @@ class Config:
             sections[name] = attrs.asdict(value)
         if self.runtime == _KUBE:
             sections[_KUBE] = attrs.asdict(self.kube_settings())
+        if self.runtime == "local":
+            sections["local"] = attrs.asdict(self.local)
+            sections[_EMAILER] = {**self.emailer,
+                                  "enabled": self.emailer_settings() is not None}
         return sections
 
 
@@ -142,7 +167,7 @@ def load_config(
         raw.setdefault(section, {})[key] = value
     for (section, key), value in (overrides or {}).items():
         raw.setdefault(section, {})[key] = value
-    return _config_from(raw)
+    return _config_from(raw, environ=environ or {})
 
 
 def _merge_file(raw: dict[str, dict[str, Any]], file: Path) -> None:
@@ -171,32 +196,45 @@ def _from_environ(environ: Mapping[str, str]) -> dict[tuple[str, str], str]:
             continue
         section, _, key = rest.partition("_")
         # Other TJF_ variables (another component's) are not ours to refuse.
-        if key and (section in SECTIONS or section == _KUBE):
+        if key and (section in SECTIONS or section in _RAW):
             found[section, key] = value
     return found
 
 
-def _config_from(raw: dict[str, dict[str, Any]]) -> Config:
+def _config_from(raw: dict[str, dict[str, Any]], *, environ: Mapping[str, str]) -> Config:
     top = raw.pop("")
     unknown_top = set(top) - {"runtime"}
-    unknown_sections = set(raw) - set(SECTIONS) - {_KUBE}
+    unknown_sections = set(raw) - set(SECTIONS) - set(_RAW)
     if unknown_top or unknown_sections:
-        known = ["runtime", *SECTIONS, _KUBE]
+        known = ["runtime", *SECTIONS, *_RAW]
         raise ConfigurationError("; ".join(
             _unknown(name, known, what="setting" if name in unknown_top else "section")
             for name in sorted(unknown_top | unknown_sections)))
-    runtime = top.get("runtime", "kubernetes")
-    if runtime not in _RUNTIMES:
-        raise ConfigurationError(f"runtime {runtime!r} is not known, use kubernetes or memory")
+    chosen = choose_runtime(top.get("runtime"), environ=environ,
+                            sections=[name for name, values in raw.items() if values])
+    if chosen not in _RUNTIMES:
+        raise ConfigurationError(f"runtime {chosen!r} is not known, use local, kubernetes or "
+                                 "memory")
+    runtime = typing.cast(RuntimeName, chosen)
+    if runtime == "local":
+        # The local socket serves the API; TLS too only when its files are given.
+        tls = raw.setdefault("tls", {})
+        tls.setdefault("enabled", bool(tls.get("cert_file")))
     built = {name: _build(cls, raw.get(name, {}), section=name) for name, cls in SECTIONS.items()}
+    local, identity = built["local"], built["identity"]
+    if runtime == "local":
+        local = local.resolved(environ, uid=os.geteuid())
+        identity = attrs.evolve(identity, home_template=f"{local.root}/{{tool}}")
     http = HttpSettings(server=built["server"], tls=built["tls"], trusted=built["trusted"],
-                        ops=built["ops"])
+                        ops=built["ops"], local=local if runtime == "local" else None)
     http.check_listeners()
     config = Config(runtime=runtime, http=http, memory=built["memory"],
-                    core=Settings(identity=built["identity"], render=built["render"]),
-                    kubernetes=dict(raw.get(_KUBE, {})))
+                    core=Settings(identity=identity, render=built["render"]),
+                    kubernetes=dict(raw.get(_KUBE, {})), local=local,
+                    emailer=dict(raw.get(_EMAILER, {})))
     if runtime == _KUBE:
         config.kube_settings()  # checked now, not at the first request
+    config.emailer_settings()  # local mode's: checked now too
     return config
 
 

@@ -1,10 +1,12 @@
-"""The runtime the server runs jobs on, chosen by configuration: ``kubernetes`` or ``memory``.
+"""The runtime the server runs jobs on, chosen by configuration: ``kubernetes``, ``memory`` or
+``local``.
 
 ``kubernetes`` is production: :class:`tjf_core.kube.KubernetesRuntime`, imported only when
 chosen (a memory demo needs no cluster client). ``memory`` keeps every object in the process
 (:class:`~tjf_core.testing.InMemoryRuntime`): nothing ever runs, which is what demos, client
 development and load tests of the API itself want; ``memory.delay_seconds`` makes each
-runtime call take that long, to look like a cluster.
+runtime call take that long, to look like a cluster. ``local`` runs jobs as processes of this
+machine (:mod:`tjf_http.local`; the server also installs its peer identification and emailer).
 
 Whether a runtime's calls may block is the runtime's to say (``blocking``): the server calls
 one that never blocks on its event loop rather than in a thread (:mod:`tjf_http.executor`).
@@ -34,6 +36,11 @@ def _utc_now() -> datetime:
 def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
     """The service over the configured runtime, and how to release that runtime."""
     interval = config.http.server.follow_interval_seconds
+    if config.runtime == "local":
+        from tjf_http.local import local_mode_for
+
+        local = local_mode_for(config)
+        return local.service, local.close
     if config.runtime == "memory":
         runtime: Runtime = MemoryRuntime(clock=_utc_now)
         if config.memory.delay_seconds > 0:

@@ -1,9 +1,10 @@
 """Binding the listeners, serving until told to stop, and stopping gracefully.
 
 One ``web.AppRunner`` serves the app on every configured listener (a site each): the direct
-TLS port, the trusted unix socket or loopback port, the ops port. Each bound address is
-recorded in the app's :class:`~tjf_http.auth.Listeners` with its kind, which is how a request
-is later known to come from the trusted proxy and not from anyone else.
+TLS port, the trusted unix socket or loopback port, the ops port, and in local mode the local
+unix socket (:mod:`tjf_http.local`). Each bound address is recorded in the app's
+:class:`~tjf_http.auth.Listeners` with its kind, which is how a request is later known to come
+from the trusted proxy and not from anyone else.
 
 The trusted unix socket is bound by hand under a restrictive umask and then given
 ``trusted.socket_mode``, so there is no moment in which anyone else may connect to it.
@@ -85,7 +86,7 @@ class Server:
                                     shutdown_timeout=settings.server.shutdown_grace_seconds)
         #: The bound addresses by kind (ports chosen by the system included).
         self.addresses: dict[ListenerKind, list[object]] = {kind: [] for kind in ListenerKind}
-        self._unix_path: str | None = None
+        self._unix_paths: list[str] = []
 
     @property
     def listeners(self) -> Listeners:
@@ -103,9 +104,17 @@ class Server:
             trusted = settings.trusted
             if trusted.unix_socket is not None:
                 sock = _bind_unix(trusted.unix_socket, trusted.mode)
-                self._unix_path = trusted.unix_socket
+                self._unix_paths.append(trusted.unix_socket)
                 await self._start(web.SockSite(self.runner, sock), ListenerKind.TRUSTED,
                                   expected=trusted.unix_socket)
+            local = settings.local
+            if local is not None and local.socket is not None:
+                from tjf_http.local import bind_local_socket
+
+                sock = bind_local_socket(local.socket, local.socket_permissions)
+                self._unix_paths.append(local.socket)
+                await self._start(web.SockSite(self.runner, sock), ListenerKind.LOCAL,
+                                  expected=local.socket)
             if trusted.host is not None and trusted.port is not None:
                 await self._start(web.TCPSite(self.runner, trusted.host, trusted.port),
                                   ListenerKind.TRUSTED, expected=(trusted.host, trusted.port))
@@ -135,10 +144,10 @@ class Server:
     async def stop(self) -> None:
         """Close the listeners, let requests in flight finish (grace period), clean up."""
         await self.runner.cleanup()
-        if self._unix_path is not None:
+        for path in self._unix_paths:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._unix_path)
-            self._unix_path = None
+                os.unlink(path)
+        self._unix_paths = []
 
 
 async def serve(

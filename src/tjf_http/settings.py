@@ -1,6 +1,6 @@
 """Settings of the REST API server, as small frozen attrs classes grouped by concern.
 
-Three kinds of listener, each its own group, because each trusts its callers differently:
+Four kinds of listener, each its own group, because each trusts its callers differently:
 
 * ``tls`` (direct): aiohttp terminates TLS and requires a client certificate signed by
   ``client_ca_file``; the tool is the certificate's CN. Headers never carry identity here.
@@ -9,6 +9,8 @@ Three kinds of listener, each its own group, because each trusts its callers dif
   this listener reads that header, so it must never be reachable by anyone but the proxy:
   a unix socket (``socket_mode`` restricts who may connect) or a loopback address.
 * ``ops``: plain HTTP for probes and Prometheus, serving ``/v1/healthz`` and ``/metrics`` only.
+* ``local`` (local mode only, :mod:`tjf_http.local_settings`): a unix socket whose callers are
+  known by the kernel's peer credentials: the caller's unix user is the tool.
 
 Every value has a working default except the TLS files; :mod:`tjf_http.config` reads them from
 a TOML file, ``TJF_*`` environment variables and flags, and the checks here say which setting
@@ -22,6 +24,7 @@ import ipaddress
 import attrs
 
 from tjf_core.errors import ConfigurationError
+from tjf_http.local_settings import LocalModeSettings
 
 __all__ = [
     "HttpSettings",
@@ -191,10 +194,13 @@ class HttpSettings:
     tls: TlsListenerSettings = TlsListenerSettings(enabled=False)
     trusted: TrustedListenerSettings = TrustedListenerSettings()
     ops: OpsListenerSettings = OpsListenerSettings()
+    #: Local mode's listener (a unix socket, callers known by their peer credentials); None:
+    #: not in local mode (:mod:`tjf_http.local`).
+    local: LocalModeSettings | None = None
 
     def check_listeners(self) -> None:
         """At least one listener must serve the API (ops alone serves no jobs)."""
-        if not (self.tls.enabled or self.trusted.enabled):
+        if not (self.tls.enabled or self.trusted.enabled or self.local is not None):
             raise ConfigurationError(
                 "no listener serves the API: set tls.cert_file, tls.key_file and "
                 "tls.client_ca_file, or trusted.unix_socket (or trusted.host and trusted.port)"

@@ -61,7 +61,8 @@ def test_kubernetes_settings_are_checked_at_load() -> None:
         ({"TJF_SERVER_THREADS": "many"}, "server.threads: 'many' is not allowed, use a whole "
                                          "number"),
         ({"TJF_SERVER_THREADS": "0"}, "server.threads 0 must be at least 1"),
-        ({"TJF_RUNTIME": "docker"}, "runtime 'docker' is not known, use kubernetes or memory"),
+        ({"TJF_RUNTIME": "docker"},
+         "runtime 'docker' is not known, use local, kubernetes or memory"),
         ({"TJF_TRUSTED_HOST": "0.0.0.0", "TJF_TRUSTED_PORT": "8080"},
          "trusted.host '0.0.0.0' is not a loopback address"),
         ({"TJF_TRUSTED_SOCKET_MODE": "rw"}, "trusted.socket_mode 'rw' is not octal"),
