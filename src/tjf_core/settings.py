@@ -25,6 +25,9 @@ class IdentitySettings:
     #: ``{tool}`` is replaced by the tool's name.
     namespace_template: str = "tool-{tool}"
     home_template: str = "/data/project/{tool}"
+    #: The unix user whose uid a tool's pods run as (``runAsUser``), e.g. ``tools.{tool}``
+    #: as on Toolforge; empty: pods run as their image's user. Looked up by the front end.
+    uid_user_template: str = ""
 
 
 @attrs.frozen(kw_only=True)

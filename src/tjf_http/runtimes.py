@@ -14,6 +14,8 @@ one that never blocks on its event loop rather than in a thread (:mod:`tjf_http.
 
 from __future__ import annotations
 
+import logging
+import pwd
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,7 +28,9 @@ from tjf_core.service import JobService
 from tjf_core.testing import InMemoryRuntime
 from tjf_http.config import Config
 
-__all__ = ["MemoryRuntime", "SlowRuntime", "make_service"]
+__all__ = ["MemoryRuntime", "SlowRuntime", "make_service", "uid_lookup"]
+
+log = logging.getLogger("tjf_http")
 
 
 def _utc_now() -> datetime:
@@ -51,7 +55,30 @@ def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
 
     kube = KubernetesRuntime(config.kube_settings(),
                              container_name=config.core.render.container_name)
-    return JobService(kube, settings=config.core, follow_interval=interval), kube.close
+    service = JobService(kube, settings=config.core, follow_interval=interval,
+                         uid_of=uid_lookup(config.core.identity.uid_user_template))
+    return service, kube.close
+
+
+def uid_lookup(template: str) -> Callable[[str], int | None]:
+    """The tool -> uid function for ``identity.uid_user_template`` (``tools.{tool}``).
+
+    The system's user database answers (NSS: LDAP on Toolforge), asked again on every call:
+    tools are created while the server runs. No template, or a tool with no such user, gives
+    None (the pods run as their image's user), logged so that an operator sees it.
+    """
+    if not template:
+        return lambda tool: None
+
+    def uid_of(tool: str) -> int | None:
+        user = template.format(tool=tool)
+        try:
+            return pwd.getpwnam(user).pw_uid
+        except KeyError:
+            log.warning("no unix user %r for tool %r: its pods get no runAsUser", user, tool)
+            return None
+
+    return uid_of
 
 
 class MemoryRuntime(InMemoryRuntime):
