@@ -19,8 +19,9 @@ import pwd
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from tjf_core.errors import RuntimeUnavailableError
 from tjf_core.identity import ToolIdentity
 from tjf_core.images import ImageCatalog
 from tjf_core.runtime import Manifest, Runtime, ToolObjects
@@ -60,23 +61,38 @@ def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
     return service, kube.close
 
 
-def uid_lookup(template: str) -> Callable[[str], int | None]:
+def uid_lookup(template: str, *, ttl_seconds: float = 300.0,
+               clock: Callable[[], float] = time.monotonic,
+               getpwnam: Callable[[str], Any] = pwd.getpwnam) -> Callable[[str], int | None]:
     """The tool -> uid function for ``identity.uid_user_template`` (``tools.{tool}``).
 
-    The system's user database answers (NSS: LDAP on Toolforge), asked again on every call:
-    tools are created while the server runs. No template, or a tool with no such user, gives
-    None (the pods run as their image's user), logged so that an operator sees it.
+    The system's user database answers (NSS: LDAP on Toolforge). Answers are kept for
+    ``ttl_seconds``: a listing asks once per job, and tools are created while the server runs,
+    so a miss is kept only a tenth as long. A tool with no such user is refused (503, naming
+    the user): rendering its pods without ``runAsUser`` would run them as the image's user and
+    make every existing job look out of date. No template: None (the image's user).
     """
     if not template:
         return lambda tool: None
+    known: dict[str, tuple[float, int | None]] = {}
 
     def uid_of(tool: str) -> int | None:
-        user = template.format(tool=tool)
-        try:
-            return pwd.getpwnam(user).pw_uid
-        except KeyError:
-            log.warning("no unix user %r for tool %r: its pods get no runAsUser", user, tool)
-            return None
+        now = clock()
+        found = known.get(tool)
+        if found is None or found[0] <= now:
+            user = template.format(tool=tool)
+            try:
+                found = (now + ttl_seconds, int(getpwnam(user).pw_uid))
+            except KeyError:
+                found = (now + ttl_seconds / 10, None)
+            known[tool] = found
+        if found[1] is None:
+            user = template.format(tool=tool)
+            log.warning("no unix user %r for tool %r (identity.uid_user_template)", user, tool)
+            raise RuntimeUnavailableError(
+                f"the tool {tool!r} has no unix user {user!r} on this server yet; "
+                "try again later, or ask the administrators if it stays so")
+        return found[1]
 
     return uid_of
 
