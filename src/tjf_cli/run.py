@@ -21,6 +21,8 @@ from tjf_cli.failures import EXIT_INTERNAL, CliFailure
 from tjf_cli.session import Session, command_name, session_of
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from tjf_cli.backend import Backend
     from tjf_core.model import JobSpec
     from tjf_http.client import RemoteJob
@@ -167,7 +169,14 @@ def run_command(ctx: click.Context, /, **values: Any) -> None:
     spec = spec_from_flags(values)
     session = session_of(ctx)
     backend = session.backend()
+    # Output already there, not to be shown again. Pod logs start empty with each new pod. Log
+    # files are appended to by every run: read them before the new run can write (from the
+    # finished job it replaces), else just after creating (files left by a deleted job).
+    with_files = values["follow"] and spec.filelog
+    before = _output_so_far(backend, spec.name) if with_files else None
     job = _create(backend, spec)
+    if with_files and before is None:
+        before = _output_so_far(backend, spec.name)
     prog = command_name(ctx)
     if job.image_state == "deprecated":
         click.echo(f"Warning: image {spec.image!r} is deprecated: see `{prog} images` for the "
@@ -179,24 +188,33 @@ def run_command(ctx: click.Context, /, **values: Any) -> None:
     click.echo(f"Created job {spec.name!r}; waiting for it to end (at most {timeout} s).",
                err=True)
     wait_for_end(session, backend, spec.name, timeout=timeout, follow=values["follow"],
-                 prog=prog)
+                 prog=prog, already=before or ())
+
+
+def _output_so_far(backend: Backend, name: str) -> list[str] | None:
+    """What the job ``name`` wrote so far; None when there is no such job."""
+    from tjf_core.errors import NotFoundError
+
+    try:
+        return list(backend.logs(name))
+    except NotFoundError:
+        return None
 
 
 def wait_for_end(session: Session, backend: Backend, name: str, *, timeout: int,
-                 follow: bool, prog: str) -> None:
-    """Wait for the one-off job ``name`` to end; CliFailure with its exit code if it failed."""
+                 follow: bool, prog: str, already: Sequence[str] = ()) -> None:
+    """Wait for the one-off job ``name`` to end; CliFailure with its exit code if it failed.
+
+    With ``follow``, its output is copied as it comes, except the lines ``already`` there
+    before it started (earlier runs of the same name append to the same log files).
+    """
     from tjf_cli.waiting import LogPump, job_exit_code, wait_for_job
-    from tjf_core.errors import NotFoundError
 
     pump = None
     if follow:
-        try:  # earlier jobs of the same name may have appended to the log files
-            before = list(backend.logs(name))
-        except NotFoundError:
-            before = []
         pump = LogPump(lambda following: backend.logs(name, follow=following),
                        lambda line: click.echo(line, color=True),
-                       already=before, retry_every=session.poll_first)
+                       already=already, retry_every=session.poll_first)
         pump.start()
     line = _StatusLine(session, name, timeout) if session.stderr_tty and not follow else None
     result = None

@@ -144,6 +144,29 @@ def test_follow_reads_pod_logs_once_the_pod_exists(h: Harness, tool: ToolHome) -
     assert result.stdout == "from the pod\nbye\n"
 
 
+def test_follow_shows_what_a_pod_wrote_before_the_client_looked(
+    h: Harness, tool: ToolHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job that starts at once (the local runtime) writes before the client reads anything:
+    none of that is old output, there is none in a new pod."""
+    import tjf_cli.run
+
+    created = tjf_cli.run._create
+
+    def create_and_start_at_once(backend: object, spec: object) -> object:
+        job = created(backend, spec)  # type: ignore[arg-type]
+        driver = h.driver()
+        [pod] = driver.pods_of("once")
+        driver.write_log(pod, "first words")
+        threading.Timer(0.3, driver.set_succeeded, args=(pod,)).start()
+        return job
+
+    monkeypatch.setattr(tjf_cli.run, "_create", create_and_start_at_once)
+    result = tool.invoke(*RUN, "--no-filelog", "--follow")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "first words\n"
+
+
 # --- real processes: the exit codes as a shell sees them -------------------------------------
 
 
