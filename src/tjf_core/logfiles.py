@@ -1,10 +1,13 @@
-"""Reading a job's log files from the tool's home, without ever leaving that home.
+"""Opening and reading a job's log files in the tool's home, without ever leaving that home.
 
 Jobs with filelog append their output to files in the tool's home (NFS on Toolforge); the
-service reads them for ``logs``. The file names come from the user's job definition, so every
-file is opened first and then checked: the path the kernel actually opened (``/proc/self/fd``,
-which no symlink swap can fool) must lie inside the home, and it must be a regular file (a FIFO
-or a device could block or leak). Only then is anything read.
+runtime creates them and the service reads them for ``logs``. The file names come from the
+user's job definition and the home's contents are the tool's to change at any moment, so a
+path is never checked first and opened later: it is walked one component at a time from a
+descriptor of the home, each directory opened relative to the one before without following
+symbolic links. A tool that swaps a directory for a symlink mid-walk gets a refusal, never a
+file created or read elsewhere (``/etc/nologin`` when the runtime runs as root). The file
+must be a regular file (a FIFO or a device could block or leak) before anything is read.
 
 Reading: the last N lines (``tail_lines``), or everything new as it is written
 (``follow_lines``), stdout's file then stderr's when they differ. Waiting is injected
@@ -13,49 +16,132 @@ Reading: the last N lines (``tail_lines``), or everything new as it is written
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePath, PurePosixPath
 from typing import BinaryIO
 
 from tjf_core.errors import ForbiddenError, NotFoundError
 
-__all__ = ["follow_lines", "open_in_home", "tail_lines"]
+__all__ = ["follow_lines", "open_fd_in_home", "open_in_home", "tail_lines"]
+
+#: O_PATH: a directory the runtime may search but not list can still be walked through.
+_DIRECTORY = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_PATH", os.O_RDONLY)
+#: O_NONBLOCK: opening a FIFO must not wait for its other end (it is refused right after).
+_FILE = os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-def _inside(path: str, home: str) -> bool:
-    return path == home or path.startswith(home.rstrip("/") + "/")
+def _refused(path: str) -> ForbiddenError:
+    return ForbiddenError(f"log file {path!r} is outside the tool's home: refused (a log file "
+                          "path must stay inside the home and may not go through symbolic "
+                          "links)")
+
+
+def _components(home: PurePath, path: str) -> list[str]:
+    """The names to walk from the home to ``path``; ForbiddenError when it leaves the home."""
+    wanted = PurePosixPath(path)
+    if wanted.is_absolute():
+        for base in (PurePosixPath(home), PurePosixPath(os.path.realpath(home))):
+            if wanted == base or base in wanted.parents:
+                wanted = wanted.relative_to(base)
+                break
+        else:
+            raise _refused(path)
+    names = list(wanted.parts)  # PurePosixPath has already dropped "." and empty parts
+    if ".." in names:
+        raise _refused(path)
+    if "\0" in path:
+        raise ForbiddenError(f"log file {path!r} contains a NUL character: refused")
+    return names
+
+
+def open_fd_in_home(home: PurePath, path: str, *, flags: int, mode: int = 0o644) -> int:
+    """Open ``path`` (absolute, or relative to ``home``) inside ``home``: a blocking descriptor.
+
+    ``flags`` are those of :func:`os.open` (``O_RDONLY`` to read; ``O_WRONLY | O_APPEND |
+    O_CREAT`` to append, creating the file with ``mode``). The home itself may be reached
+    through symlinks (it is the runtime's setting); nothing under it may. Raises
+    ForbiddenError when the path leaves the home (``..``, an absolute path elsewhere, any
+    symlink) or is not a regular file, and, when reading, NotFoundError when it does not
+    exist (yet).
+    """
+    names = _components(home, path)
+    reading = flags & os.O_ACCMODE == os.O_RDONLY
+    verb = "read" if reading else "written"
+    if not names:
+        raise ForbiddenError(f"log file {path!r} is the tool's home itself, not a file: refused")
+    try:
+        parent = os.open(home, _DIRECTORY & ~os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if reading:
+            raise NotFoundError(f"log file {path!r} does not exist (yet): the tool's home "
+                                f"{str(home)!r} does not exist") from None
+        raise ForbiddenError(f"log file {path!r} cannot be written: the tool's home "
+                             f"{str(home)!r} does not exist") from None
+    except OSError as error:
+        raise ForbiddenError(f"log file {path!r} cannot be {verb}: the tool's home "
+                             f"{str(home)!r}: {error.strerror}") from None
+    try:
+        for index, name in enumerate(names):
+            last = index == len(names) - 1
+            try:
+                if last:
+                    fd = os.open(name, flags | _FILE, mode, dir_fd=parent)
+                else:
+                    fd = os.open(name, _DIRECTORY, dir_fd=parent)
+            except FileNotFoundError:
+                if reading:
+                    raise NotFoundError(f"log file {path!r} does not exist (yet)") from None
+                missing = "/".join(names[:index if last else index + 1]) or "."
+                raise ForbiddenError(f"log file {path!r} cannot be written: directory "
+                                     f"{missing!r} does not exist in the tool's home: create "
+                                     "it first") from None
+            except OSError as error:
+                raise _translated(error, path=path, name=name, parent=parent, verb=verb) from None
+            os.close(parent)
+            parent = fd
+        return _regular(parent, path)
+    except BaseException:
+        os.close(parent)
+        raise
+
+
+def _translated(error: OSError, *, path: str, name: str, parent: int,
+                verb: str) -> ForbiddenError:
+    if error.errno in (errno.ELOOP, errno.ENOTDIR):
+        try:
+            found = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        except OSError:
+            return _refused(path)  # changed under us: assume the worst
+        if stat.S_ISLNK(found.st_mode):
+            return _refused(path)
+        if error.errno == errno.ENOTDIR:
+            return ForbiddenError(f"log file {path!r} cannot be {verb}: {name!r} in its path "
+                                  "is not a directory")
+    if error.errno == errno.EISDIR:
+        return ForbiddenError(f"log file {path!r} is not a regular file: refused")
+    return ForbiddenError(f"log file {path!r} cannot be {verb}: {error.strerror}")
+
+
+def _regular(fd: int, path: str) -> int:
+    """``fd`` made blocking, once it is known to be a regular file (closed on refusal)."""
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        raise ForbiddenError(f"log file {path!r} is not a regular file: refused")
+    os.set_blocking(fd, True)
+    return fd
 
 
 def open_in_home(home: PurePosixPath, path: str) -> BinaryIO:
     """Open ``path`` (absolute, or relative to ``home``) for reading, only if it is in ``home``.
 
-    Raises NotFoundError when the file does not exist (yet) and ForbiddenError when it
-    resolves outside the home (a ``..`` or a symlink) or is not a regular file.
+    Raises NotFoundError when the file does not exist (yet) and ForbiddenError when it is
+    outside the home (a ``..`` or a symlink) or is not a regular file.
     """
-    full = Path(home, path)
-    real_home = os.path.realpath(home)
-    if not _inside(os.path.realpath(full), real_home):
-        raise ForbiddenError(f"log file {path!r} is outside the tool's home: refused")
-    try:
-        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise NotFoundError(f"log file {path!r} does not exist (yet)") from None
-    except OSError as error:
-        raise ForbiddenError(f"log file {path!r} cannot be read: {error.strerror}") from None
-    try:
-        opened = os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else None
-        if opened is not None and not _inside(opened, real_home):
-            raise ForbiddenError(f"log file {path!r} is outside the tool's home: refused")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ForbiddenError(f"log file {path!r} is not a regular file: refused")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    fd = open_fd_in_home(home, path, flags=os.O_RDONLY)
+    return os.fdopen(fd, "rb")
 
 
 def _distinct(home: PurePosixPath, paths: Sequence[str]) -> list[str]:
@@ -164,7 +250,7 @@ def _last(handle: BinaryIO, lines: int | None) -> tuple[deque[bytes], bytes]:
 def _replaced(path: str, handle: BinaryIO) -> bool:
     """Whether ``path`` now names another file than the open one (rotated by renaming)."""
     try:
-        now = os.stat(path)
+        now = os.stat(path, follow_symlinks=False)  # a symlink now: reopened, and refused
     except OSError:
         return False  # gone for now: keep reading the open one
     opened = os.fstat(handle.fileno())

@@ -228,10 +228,75 @@ def test_a_symlink_in_the_home_pointing_out_is_refused(home: Path, outside: Path
         list(follow(home, Writer([]), "job.out"))
 
 
-def test_a_symlink_to_a_file_inside_the_home_is_allowed(home: Path) -> None:
+def test_a_symlink_even_to_a_file_inside_the_home_is_refused(home: Path) -> None:
+    # Following none is what makes the walk safe against a tool swapping links mid-open.
     (home / "real.log").write_text("inside\n")
     (home / "job.out").symlink_to(home / "real.log")
-    assert tail(home, "job.out") == ["inside"]
+    with pytest.raises(ForbiddenError, match="may not go through symbolic links"):
+        tail(home, "job.out")
+    (home / "logs").mkdir()
+    (home / "logs" / "real.log").write_text("nested\n")
+    (home / "alias").symlink_to(home / "logs", target_is_directory=True)
+    with pytest.raises(ForbiddenError, match="may not go through symbolic links"):
+        tail(home, "alias/real.log")
+    assert tail(home, "logs/real.log") == ["nested"]
+
+
+def test_files_in_subdirectories_and_dot_components_are_read(home: Path) -> None:
+    (home / "logs" / "deep").mkdir(parents=True)
+    (home / "logs" / "deep" / "job.out").write_text("deep\n")
+    assert tail(home, "logs/deep/job.out") == ["deep"]
+    assert tail(home, "./logs/./deep//job.out") == ["deep"]
+    assert tail(home, str(home / "logs" / "deep" / "job.out")) == ["deep"]
+
+
+def test_dot_dot_is_refused_even_when_it_stays_inside(home: Path) -> None:
+    (home / "logs").mkdir()
+    (home / "job.out").write_text("x\n")
+    with pytest.raises(ForbiddenError, match="outside the tool's home"):
+        tail(home, "logs/../job.out")
+    with pytest.raises(ForbiddenError, match="outside the tool's home"):
+        tail(home, "logs/../../home/job.out")
+
+
+def test_a_missing_directory_or_a_file_used_as_one_is_reported(home: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        open_in_home(PurePosixPath(home), "nowhere/job.out")
+    (home / "plain").write_text("x\n")
+    with pytest.raises(ForbiddenError, match="'plain' in its path is not a directory"):
+        tail(home, "plain/job.out")
+
+
+def test_the_home_itself_and_nul_characters_are_refused(home: Path) -> None:
+    with pytest.raises(ForbiddenError, match="the tool's home itself"):
+        open_in_home(PurePosixPath(home), ".")
+    with pytest.raises(ForbiddenError, match="the tool's home itself"):
+        open_in_home(PurePosixPath(home), str(home))
+    with pytest.raises(ForbiddenError, match="NUL"):
+        open_in_home(PurePosixPath(home), "job\0.out")
+
+
+def test_a_missing_home_means_no_file_yet(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        open_in_home(PurePosixPath(tmp_path / "absent"), "job.out")
+
+
+def test_an_intermediate_directory_linked_outside_is_refused(home: Path, outside: Path) -> None:
+    (home / "logs").symlink_to(outside.parent, target_is_directory=True)
+    for path in (f"logs/{outside.name}", str(home / "logs" / outside.name)):
+        with pytest.raises(ForbiddenError, match="may not go through symbolic links"):
+            open_in_home(PurePosixPath(home), path)
+
+
+def test_opening_leaves_no_descriptor_behind_on_refusal(home: Path, outside: Path) -> None:
+    (home / "a" / "b").mkdir(parents=True)
+    (home / "a" / "b" / "c").symlink_to(outside.parent, target_is_directory=True)
+    (home / "a" / "b" / "dir.out").mkdir()
+    before = _open_fds()
+    for path in ("a/b/c/x", "a/b/dir.out", "a/b/none", "a/../a"):
+        with pytest.raises((ForbiddenError, NotFoundError)):
+            open_in_home(PurePosixPath(home), path)
+    assert _open_fds() == before
 
 
 def test_a_home_reached_through_a_symlink_works(home: Path, tmp_path: Path) -> None:

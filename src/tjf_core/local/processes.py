@@ -9,7 +9,8 @@ stopped when its leader is gone or still the same process.
 The memory limit is the address-space limit (RLIMIT_AS), set by the shell itself before it
 runs the command (``ulimit -v``, then ``exec``): no ``preexec_fn`` in the runtime's threads,
 and no window in which the command runs unlimited. Log files in the tool's home are opened by
-the runtime, not by the command's shell, and only when they resolve inside the home.
+the runtime, not by the command's shell, and only when they resolve inside the home
+(walked from the home without following a symlink: :mod:`tjf_core.logfiles`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import contextlib
 import os
 import pwd
 import signal
-import stat
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 
 from tjf_core.errors import ForbiddenError
+from tjf_core.logfiles import open_fd_in_home
 
 __all__ = [
     "Process",
@@ -215,33 +216,12 @@ def open_append(path: Path) -> int:
     return os.open(path, _APPEND, 0o640)
 
 
-def _inside(path: str, home: str) -> bool:
-    return path == home or path.startswith(home.rstrip("/") + "/")
-
-
 def open_in_home_for_append(home: Path, path: str) -> int:
     """Open log file ``path`` (absolute, or relative to ``home``) for appending, inside ``home``.
 
-    As :func:`tjf_core.logfiles.open_in_home` reads: refused (ForbiddenError) when the path
-    resolves outside the home, through ``..`` or a symlink, or is not a regular file. The last
-    component is never followed, so a dangling symlink cannot create a file elsewhere.
+    Created (0644, before the umask) when missing; walked as
+    :func:`tjf_core.logfiles.open_fd_in_home` walks it, so ForbiddenError when it leaves the
+    home (``..``, a symlink anywhere under the home), its directory is missing, or it is not
+    a regular file.
     """
-    full = Path(home, path)
-    real_home = os.path.realpath(home)
-    if not _inside(os.path.realpath(full), real_home):
-        raise ForbiddenError(f"log file {path!r} is outside the tool's home: refused")
-    try:
-        fd = os.open(full, _APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
-    except OSError as error:
-        raise ForbiddenError(f"log file {path!r} cannot be written: {error.strerror}") from None
-    try:
-        opened = os.readlink(f"/proc/self/fd/{fd}") if os.path.isdir("/proc/self/fd") else None
-        if opened is not None and not _inside(opened, real_home):
-            raise ForbiddenError(f"log file {path!r} is outside the tool's home: refused")
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ForbiddenError(f"log file {path!r} is not a regular file: refused")
-        os.set_blocking(fd, True)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+    return open_fd_in_home(home, path, flags=_APPEND, mode=0o644)
