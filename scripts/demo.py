@@ -182,6 +182,7 @@ socket = "{self.socket}"
 root = "{self.root}"          # tool T's home is {self.root}/T
 state_dir = "{self.state}"
 grace_period = 3
+single_user = true   # only you may call; your jobs run as you (a shared server sets run_as)
 
 [server]
 shutdown_grace_seconds = 5

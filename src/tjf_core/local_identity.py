@@ -2,8 +2,13 @@
 
 Without a cluster, ``tjf-api`` runs jobs as local processes and listens on a unix socket; it
 knows a caller by the socket's peer credentials, so the caller's unix user is the tool. On
-Toolforge a tool's unix user is ``tools.<tool>``; a user without that prefix (a developer's own
-account on a laptop) is a tool of its own name. The server and the command line client must
+Toolforge a tool's unix user is ``tools.<tool>``, and a server that serves many users requires
+that prefix: a person's account ``foo`` is never the tool ``foo`` (nor are ``root`` or
+``nobody`` tools). A *single-user* server (``local.single_user``, a developer's own server on a
+laptop) serves only its own user, whose name is the tool with the prefix taken off if it has
+one. The client does not know which kind of server it talks to, so it takes the prefix off if
+present and keeps the name otherwise: for every caller a server accepts, that is the server's
+answer too (a multi-user server refuses the others). The server and the command line client must
 agree on that rule, and on where the socket is when nothing says, so both live here, pure: the
 caller reads the user name, the environment and the uid, and checks which path exists.
 
@@ -49,17 +54,22 @@ USER_PREFIX = "tools."
 
 
 def tool_from_username(name: str, *, prefix: str = USER_PREFIX,
-                       settings: IdentitySettings | None = None) -> str:
+                       settings: IdentitySettings | None = None,
+                       require_prefix: bool = False) -> str:
     """The tool the unix user ``name`` is: ``name`` without ``prefix`` if it has it, else ``name``.
 
-    The tool must be a valid tool name by the rules of
-    :meth:`~tjf_core.identity.ToolIdentity.for_tool` under ``settings`` (default: Toolforge's);
-    otherwise InvalidInputError, naming the user.
+    With ``require_prefix`` (a multi-user server) a name without ``prefix`` is no tool. The tool
+    must be a valid tool name by the rules of :meth:`~tjf_core.identity.ToolIdentity.for_tool`
+    under ``settings`` (default: Toolforge's); otherwise InvalidInputError, naming the user.
     """
     # Imported here: the identity module loads cryptography (a quarter of a second cold), and
     # a client finding its socket needs only default_socket_path.
     from tjf_core.identity import ToolIdentity
 
+    if require_prefix and not (prefix and name.startswith(prefix)):
+        raise InvalidInputError(
+            f"only users named {prefix}<tool> are tools on this server",
+            summary=f"the unix user {name!r} names no tool")
     tool = name.removeprefix(prefix) if prefix else name
     try:
         return ToolIdentity.for_tool(tool, settings=settings or IdentitySettings()).tool

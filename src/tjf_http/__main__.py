@@ -85,6 +85,8 @@ def _check(config: Config) -> None:
 
     if config.http.tls.enabled:
         tls_context(config.http.tls)  # the files load, the key matches the certificate
+    if config.runtime == "local":
+        config.local.check_safe(uid=os.geteuid())  # a root server must say as whom jobs run
     print(json.dumps(masked(config.as_dict()), indent=2, sort_keys=True))
 
 

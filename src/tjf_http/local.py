@@ -1,23 +1,30 @@
-"""``tjf-api`` without a cluster: the local runtime, its unix socket, and who is calling there.
+"""``tjf-api`` without a cluster: the local runtime, and who is calling on its unix socket.
 
 In local mode (``runtime = "local"``, the default when no cluster is configured) the server's
 runtime is :class:`tjf_core.local.LocalRuntime`: jobs run as processes of this machine, in
-``root/<tool>``. The API is served on a unix socket (the *local* listener) whose callers are
-known by the kernel: the socket's peer credentials (``SO_PEERCRED``) give the caller's uid,
-the user database its name, and :func:`tjf_core.local_identity.tool_from_username` its tool
-(``tools.mytool`` is ``mytool``; a user without the prefix is a tool of its own name). Nothing
-the request says can change that: identity headers are never read on this listener, and a
-caller whose user names no tool is refused (401). The TLS listener, when configured, still
-takes client certificates as usual.
+``root/<tool>``. The API is served on a unix socket (the *local* listener, bound by
+:func:`tjf_http.server.bind_unix_socket`) whose callers are known by the kernel: the socket's
+peer credentials (``SO_PEERCRED``) give the caller's uid, the user database its name, and
+:func:`tjf_core.local_identity.tool_from_username` its tool. Nothing the request says can
+change that: identity headers are never read on this listener. The TLS listener, when
+configured, still takes client certificates as usual.
+
+Two kinds of server (:class:`~tjf_http.local_settings.LocalModeSettings`):
+
+* *multi-user* (``local.run_as``, e.g. ``tools.{tool}``, the server running as root): a
+  caller must be the unix user ``tools.<tool>`` (401 otherwise: a person's account ``foo`` is
+  not the tool ``foo``), and the tool's jobs run as that user;
+* *single-user* (``local.single_user``, the default without ``run_as`` for a server not run
+  by root): only the server's own uid may call (403 for anyone else); its user name, less the
+  prefix if it has one, is the tool, and jobs run as that user. A root server with neither
+  setting refuses to start.
 
 :func:`open_local_mode` builds the runtime and the service and starts supervising;
 :meth:`LocalMode.install` gives an app the peer identification (:data:`PEERS`) and, when
 configured, the embedded emailer (:mod:`tjf_http.local_emailer`), started and stopped with the
 app. :meth:`LocalMode.close` stops every job process (the jobs stay defined: the next start
-brings continuous jobs back and scheduled ones fire again).
-
-Tool homes are made when a tool's first job is created (``local.home_mode``, 700 by default:
-the jobs run as the server's user, or as ``local.run_as``, who is then given the home).
+brings continuous jobs back and scheduled ones fire again). Tool homes are the runtime's to
+make (``LocalSettings.home_mode``, from ``local.home_mode``).
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import logging
 import os
 import pwd
 import socket
-import stat
 import struct
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -38,12 +44,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from aiohttp import web
 
-from tjf_core.errors import AuthenticationError, ConfigurationError, InvalidInputError
+from tjf_core.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ForbiddenError,
+    InvalidInputError,
+)
 from tjf_core.identity import ToolIdentity
 from tjf_core.images import ImageCatalog
 from tjf_core.local import LocalRuntime, LocalSettings
 from tjf_core.local_identity import tool_from_username
-from tjf_core.runtime import Manifest
 from tjf_core.service import JobService
 from tjf_core.settings import IdentitySettings, Settings
 from tjf_emailer.settings import EmailerSettings
@@ -57,7 +67,6 @@ __all__ = [
     "PEERS",
     "LocalMode",
     "PeerIdentifier",
-    "bind_local_socket",
     "identify_peer",
     "local_mode_for",
     "open_local_mode",
@@ -84,13 +93,17 @@ class PeerIdentifier:
     """Who calls on the local listener: peer uid, then user name, then tool.
 
     A connection's peer never changes, so its tool is found once per connection.
-    ``user_name`` maps a uid to a unix user name (default: the user database).
+    ``user_name`` maps a uid to a unix user name (default: the user database). With
+    ``only_uid`` (a single-user server: its own uid) every other uid is refused and the
+    prefix is optional; without it, a user must have the prefix to be a tool.
     """
 
     def __init__(self, *, identity: IdentitySettings, prefix: str,
-                 user_name: Callable[[int], str] = _user_name) -> None:
+                 user_name: Callable[[int], str] = _user_name,
+                 only_uid: int | None = None) -> None:
         self.identity = identity
         self.prefix = prefix
+        self.only_uid = only_uid
         self._user_name = user_name
         self._known: weakref.WeakKeyDictionary[Any, ToolIdentity] = (
             weakref.WeakKeyDictionary())
@@ -115,6 +128,11 @@ class PeerIdentifier:
         except (OSError, AttributeError, struct.error):
             raise AuthenticationError("the caller's unix user cannot be told on this "
                                       "connection (no peer credentials)") from None
+        if self.only_uid is not None and uid != self.only_uid:
+            raise ForbiddenError(
+                f"this server is single-user (local.single_user): only uid {self.only_uid}, "
+                f"who runs it, may call it, not uid {uid}; use the machine's multi-user "
+                "server (local.run_as) to run jobs as another user")
         try:
             name = self._user_name(uid)
         except KeyError:
@@ -122,7 +140,8 @@ class PeerIdentifier:
                 f"the calling uid {uid} has no unix user on this machine, so it is no "
                 "tool: run the client as the tool's user") from None
         try:
-            tool = tool_from_username(name, prefix=self.prefix, settings=self.identity)
+            tool = tool_from_username(name, prefix=self.prefix, settings=self.identity,
+                                      require_prefix=self.only_uid is None)
             return ToolIdentity.for_tool(tool, settings=self.identity)
         except InvalidInputError as error:
             raise AuthenticationError(f"{error}: run the client as the tool's unix user "
@@ -140,84 +159,6 @@ def identify_peer(request: web.BaseRequest) -> ToolIdentity:
         raise AuthenticationError("this server's local listener knows no callers: it is not "
                                   "in local mode")
     return peers.identify(request)
-
-
-def bind_local_socket(path: str, mode: int) -> socket.socket:
-    """The local listener's socket at ``path``, with permissions ``mode``, its directory made.
-
-    A socket file left by a server that stopped uncleanly is replaced; one a live server
-    answers on, or any other kind of file, is refused (ConfigurationError).
-    """
-    target = Path(path)
-    try:
-        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    except OSError as error:
-        raise ConfigurationError(f"local.socket {path!r}: its directory cannot be made: "
-                                 f"{error.strerror}") from None
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ConfigurationError(f"local.socket {path!r} exists and is not a socket: "
-                                     "refusing to replace it")
-        if _answers(path):
-            raise ConfigurationError(f"local.socket {path!r}: another server listens there: "
-                                     "stop it first, or set local.socket (TJF_LOCAL_SOCKET)")
-        os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)  # nobody may connect before the mode is set
-    try:
-        sock.bind(path)
-    except OSError as error:
-        sock.close()
-        raise ConfigurationError(f"local.socket {path!r} cannot be bound: "
-                                 f"{error.strerror}") from None
-    finally:
-        os.umask(old)
-    os.chmod(path, mode)
-    return sock
-
-
-def _answers(path: str) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-        return True
-
-
-class _ServedRuntime(LocalRuntime):
-    """The local runtime as the server runs it: a tool's home is made at its first job."""
-
-    def __init__(self, *, home_mode: int, run_as: str | None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._home_mode = home_mode
-        self._run_as = run_as
-
-    def create(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
-        self._make_home(tool)
-        return super().create(tool, manifest)
-
-    def replace(self, tool: ToolIdentity, manifest: Manifest) -> Manifest:
-        self._make_home(tool)
-        return super().replace(tool, manifest)
-
-    def _make_home(self, tool: ToolIdentity) -> None:
-        home = self.root / tool.tool
-        if home.is_dir():
-            return
-        try:
-            self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
-            home.mkdir(mode=self._home_mode, exist_ok=True)
-            os.chmod(home, self._home_mode)  # mkdir's mode is masked by the umask
-            if self._run_as is not None and os.geteuid() == 0:
-                with contextlib.suppress(KeyError):  # no such user: the runtime says so
-                    user = pwd.getpwnam(self._run_as.replace("{tool}", tool.tool))
-                    os.chown(home, user.pw_uid, user.pw_gid)
-        except OSError as error:
-            raise ConfigurationError(f"the home of tool {tool.tool!r}, {home}, cannot be "
-                                     f"made: {error.strerror}") from None
-        log.info("made the home of tool %s: %s", tool.tool, home)
 
 
 def _catalog(images_file: str | None) -> ImageCatalog:
@@ -267,38 +208,46 @@ class LocalMode:
 def open_local_mode(*, local: LocalModeSettings, core: Settings,
                     emailer: EmailerSettings | None = None, follow_interval: float = 1.0,
                     shutdown_grace: float = 10.0,
-                    user_name: Callable[[int], str] = _user_name) -> LocalMode:
+                    user_name: Callable[[int], str] = _user_name,
+                    uid: int | None = None) -> LocalMode:
     """The runtime (supervising) and service of local mode, as ``local`` (resolved) says.
 
-    ``core``'s identity settings are kept but for the home, which is ``local.root/{tool}``.
-    With ``emailer``, every pod change from now on is kept for the emailer the app runs.
+    ``uid`` is the server's (default: the effective uid): a root server without
+    ``local.run_as`` nor ``local.single_user`` is refused (ConfigurationError), as it would run
+    anyone's jobs as root. ``core``'s identity settings are kept but for the home, which is
+    ``local.root/{tool}``. With ``emailer``, every pod change from now on is kept for the
+    emailer the app runs.
     """
     if local.root is None or local.state_dir is None:
         raise ConfigurationError("local mode: local.root and local.state_dir must be set "
                                  "(LocalModeSettings.resolved fills them in)")
-    root = Path(local.root)
+    uid = os.geteuid() if uid is None else uid
+    local.check_safe(uid=uid)
     runtime_settings = LocalSettings(grace_period=local.grace_period, run_as=local.run_as,
-                                     enforce_memory=local.enforce_memory)
-    runtime = _ServedRuntime(root=root, state_dir=Path(local.state_dir),
-                             catalog=_catalog(local.images_file), settings=runtime_settings,
-                             home_mode=local.home_permissions, run_as=local.run_as)
-    identity = attrs.evolve(core.identity, home_template=f"{runtime.root}/{{tool}}")
-    service = JobService(runtime, settings=attrs.evolve(core, identity=identity),
-                         follow_interval=follow_interval)
-    embedded = None
-    if emailer is not None:
-        bridge = PodBridge()
-        runtime.subscribe(bridge)
-        embedded = EmbeddedEmailer(emailer, bridge=bridge, shutdown_grace=shutdown_grace)
-    try:
+                                     enforce_memory=local.enforce_memory,
+                                     home_mode=local.home_permissions)
+    catalog = _catalog(local.images_file)
+    runtime = LocalRuntime(root=Path(local.root), state_dir=Path(local.state_dir),
+                           catalog=catalog, settings=runtime_settings)
+    try:  # from here on the runtime holds the state directory's lock: release it on failure
+        identity = attrs.evolve(core.identity, home_template=f"{runtime.root}/{{tool}}")
+        service = JobService(runtime, settings=attrs.evolve(core, identity=identity),
+                             follow_interval=follow_interval)
+        embedded = None
+        if emailer is not None:
+            bridge = PodBridge()
+            runtime.subscribe(bridge)
+            embedded = EmbeddedEmailer(emailer, bridge=bridge, shutdown_grace=shutdown_grace)
+        peers = PeerIdentifier(identity=identity, prefix=local.user_prefix,
+                               user_name=user_name,
+                               only_uid=uid if local.is_single_user else None)
         runtime.start()
     except BaseException:
         runtime.close()
         raise
-    log.info("local mode: jobs run in %s, state in %s", runtime.root, runtime.state_dir)
-    return LocalMode(settings=local, runtime=runtime, service=service,
-                     peers=PeerIdentifier(identity=identity, prefix=local.user_prefix,
-                                          user_name=user_name),
+    log.info("local mode: jobs run in %s, state in %s (%s)", runtime.root, runtime.state_dir,
+             "single-user" if local.is_single_user else f"as {local.run_as}")
+    return LocalMode(settings=local, runtime=runtime, service=service, peers=peers,
                      emailer=embedded)
 
 

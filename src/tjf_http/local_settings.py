@@ -16,8 +16,17 @@ uid), so ``--check-config`` shows and the tests pin what the server will do:
   ``/run/tjf/api.sock``); the tools' homes and the state under ``/var/lib/tjf`` for root, under
   ``$XDG_STATE_HOME/tjf`` (``~/.local/state/tjf``) for anyone else.
 
-The socket is mode 666 by default: anyone on the machine may connect, and each caller can only
-ever be its own tool, since identity comes from the kernel and never from the request.
+Who may call, and as whom jobs run (:meth:`LocalModeSettings.check_safe`):
+
+* with ``local.run_as`` (e.g. ``tools.{tool}``, the server running as root) the server is
+  *multi-user*: a caller's unix user must be ``<user_prefix><tool>``, and that tool's jobs run
+  as that unix user. The socket is mode 666 by default: each caller can only ever be its own
+  tool, since identity comes from the kernel and never from the request.
+* without it, jobs run as the server's own user, so the server is *single-user*
+  (``local.single_user``): only that user may call (others get 403), and its name, less the
+  prefix if it has one, is the tool. That is the default for a server not run by root; a root
+  server with neither setting refuses to start, as it would run anyone's jobs as root. The
+  socket is mode 660 by default.
 """
 
 from __future__ import annotations
@@ -59,8 +68,9 @@ class LocalModeSettings:
 
     #: The unix socket callers connect to (``TJF_LOCAL_SOCKET``); None: the default place.
     socket: str | None = None
-    #: Its permissions: who may connect. Each caller is only ever its own tool.
-    socket_mode: str = "666"
+    #: Its permissions: who may connect (each caller is only ever its own tool); None: 666
+    #: when jobs run as their tool's user (``run_as``), else 660.
+    socket_mode: str | None = None
     #: Tool ``t``'s home is ``root/t``: jobs run there and their log files are written there.
     root: str | None = None
     #: The runtime's SQLite state, pod logs and the embedded emailer's spool.
@@ -74,13 +84,17 @@ class LocalModeSettings:
     #: Run each tool's jobs as this unix user, ``{tool}`` filled in (the server running as
     #: root), e.g. ``tools.{tool}``; None: as the server's own user.
     run_as: str | None = None
+    #: Only the server's own user may call, and it is the tool (its jobs run as that user).
+    #: None: yes unless ``run_as`` is set (a root server must say one or the other).
+    single_user: bool | None = None
     #: SIGTERM to SIGKILL when a job is stopped; None: the pod's grace period (15 s).
     grace_period: float | None = None
     #: Limit each job's address space to its memory limit (RLIMIT_AS).
     enforce_memory: bool = True
 
     def __attrs_post_init__(self) -> None:
-        _octal(self.socket_mode, name="socket_mode")
+        if self.socket_mode is not None:
+            _octal(self.socket_mode, name="socket_mode")
         _octal(self.home_mode, name="home_mode")
         for name in ("socket", "root", "state_dir", "images_file"):
             _absolute(getattr(self, name), name=name)
@@ -91,10 +105,37 @@ class LocalModeSettings:
             raise ConfigurationError(
                 f"local.run_as {self.run_as!r} does not hold {{tool}}: every tool would run "
                 "as one user; use e.g. tools.{tool}, or leave it unset")
+        if self.run_as is not None and self.single_user:
+            raise ConfigurationError(
+                f"local.single_user and local.run_as {self.run_as!r} contradict each other: a "
+                "single-user server runs jobs as its own user; set only one of them")
 
     @property
     def socket_permissions(self) -> int:
+        if self.socket_mode is None:
+            return 0o666 if self.run_as is not None else 0o660
         return int(self.socket_mode, 8)
+
+    @property
+    def is_single_user(self) -> bool:
+        """Whether only the server's own user may call (``single_user``, or no ``run_as``)."""
+        return self.single_user if self.single_user is not None else self.run_as is None
+
+    def check_safe(self, *, uid: int) -> None:
+        """Refuse settings under which a server run by ``uid`` would run others' jobs as
+        itself: root with neither ``run_as`` nor ``single_user``, or anyone with
+        ``single_user = false`` and no ``run_as`` (ConfigurationError)."""
+        if self.run_as is not None or self.single_user:
+            return
+        if uid == 0 and self.single_user is None:
+            raise ConfigurationError(
+                "local mode as root needs local.run_as (e.g. \"tools.{tool}\": each tool's "
+                "jobs run as its unix user) or local.single_user = true (only root may call, "
+                "jobs run as root): without either, anyone's jobs would run as root")
+        if self.single_user is False:
+            raise ConfigurationError(
+                "local.single_user = false needs local.run_as (e.g. \"tools.{tool}\"): "
+                "without it every caller's jobs would run as this server's user")
 
     @property
     def home_permissions(self) -> int:
@@ -108,7 +149,7 @@ class LocalModeSettings:
             root, state = root or str(default_root), state or str(default_state)
         return attrs.evolve(
             self, socket=self.socket or str(default_socket_path(environ, uid=uid)), root=root,
-            state_dir=state)
+            state_dir=state, socket_mode=self.socket_mode or oct(self.socket_permissions)[2:])
 
 
 def default_local_dirs(environ: Mapping[str, str], *,

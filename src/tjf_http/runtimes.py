@@ -6,7 +6,8 @@ chosen (a memory demo needs no cluster client). ``memory`` keeps every object in
 (:class:`~tjf_core.testing.InMemoryRuntime`): nothing ever runs, which is what demos, client
 development and load tests of the API itself want; ``memory.delay_seconds`` makes each
 runtime call take that long, to look like a cluster. ``local`` runs jobs as processes of this
-machine (:mod:`tjf_http.local`; the server also installs its peer identification and emailer).
+machine: it is not built here but by :func:`tjf_http.local.local_mode_for`, since the app also
+needs its peer identification and emailer (:meth:`tjf_http.local.LocalMode.install`).
 
 Whether a runtime's calls may block is the runtime's to say (``blocking``): the server calls
 one that never blocks on its event loop rather than in a thread (:mod:`tjf_http.executor`).
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from tjf_core.errors import RuntimeUnavailableError
+from tjf_core.errors import ConfigurationError, RuntimeUnavailableError
 from tjf_core.identity import ToolIdentity
 from tjf_core.images import ImageCatalog
 from tjf_core.runtime import Manifest, Runtime, ToolObjects
@@ -42,10 +43,11 @@ def make_service(config: Config) -> tuple[JobService, Callable[[], None]]:
     """The service over the configured runtime, and how to release that runtime."""
     interval = config.http.server.follow_interval_seconds
     if config.runtime == "local":
-        from tjf_http.local import local_mode_for
-
-        local = local_mode_for(config)
-        return local.service, local.close
+        # Local mode is more than a service: the app needs its peer identification and
+        # emailer, which only LocalMode.install gives it.
+        raise ConfigurationError("make_service does not serve runtime 'local': use "
+                                 "tjf_http.local.local_mode_for(config), then install it on "
+                                 "the app")
     if config.runtime == "memory":
         runtime: Runtime = MemoryRuntime(clock=_utc_now)
         if config.memory.delay_seconds > 0:

@@ -6,8 +6,9 @@ unix socket (:mod:`tjf_http.local`). Each bound address is recorded in the app's
 :class:`~tjf_http.auth.Listeners` with its kind, which is how a request is later known to come
 from the trusted proxy and not from anyone else.
 
-The trusted unix socket is bound by hand under a restrictive umask and then given
-``trusted.socket_mode``, so there is no moment in which anyone else may connect to it.
+The unix sockets (trusted and local) are bound by hand (:func:`bind_unix_socket`) and given
+their mode before they listen, so there is no moment in which anyone else may connect; the
+process's umask is never touched.
 
 Stopping (SIGTERM, SIGINT): the listening sockets close first (new connections are refused),
 log followers are told to end, requests in flight get ``shutdown_grace_seconds`` to finish,
@@ -25,6 +26,7 @@ import socket
 import ssl
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -33,7 +35,7 @@ from tjf_http.auth import ListenerKind, Listeners
 from tjf_http.settings import HttpSettings, TlsListenerSettings
 from tjf_http.state import LISTENERS
 
-__all__ = ["Server", "serve", "tls_context"]
+__all__ = ["Server", "bind_unix_socket", "serve", "tls_context"]
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +58,49 @@ def tls_context(tls: TlsListenerSettings) -> ssl.SSLContext:
     return context
 
 
-def _bind_unix(path: str, mode: int) -> socket.socket:
+def bind_unix_socket(path: str, mode: int, *, setting: str) -> socket.socket:
+    """A unix socket bound at ``path`` with permissions ``mode``, its directory made; not
+    listening yet (``setting`` names the path's setting in error messages).
+
+    No umask is changed (it is the whole process's, and job processes may be starting):
+    until ``listen()``, which the caller does after this returns, a connection is refused
+    whatever the file's permissions, so setting them after binding leaves no window. A socket
+    left by a server that stopped uncleanly is replaced; one a live server answers on, or any
+    other kind of file, is refused (ConfigurationError).
+    """
+    target = Path(path)
+    try:
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigurationError(f"{setting} {path!r}: its directory cannot be made: "
+                                 f"{error.strerror}") from None
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            raise ConfigurationError(f"trusted.unix_socket {path!r} exists and is not a "
-                                     "socket: refusing to replace it")
+            raise ConfigurationError(f"{setting} {path!r} exists and is not a socket: "
+                                     "refusing to replace it")
+        if _answers(path):
+            raise ConfigurationError(f"{setting} {path!r}: another server listens there: "
+                                     "stop it first, or listen elsewhere")
         os.unlink(path)  # left by a server that did not stop cleanly
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
     try:
         sock.bind(path)
+        os.chmod(path, mode)
     except OSError as error:
         sock.close()
-        raise ConfigurationError(f"trusted.unix_socket {path!r} cannot be bound: "
+        raise ConfigurationError(f"{setting} {path!r} cannot be bound: "
                                  f"{error.strerror}") from None
-    finally:
-        os.umask(old)
-    os.chmod(path, mode)
     return sock
+
+
+def _answers(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            return False
+        return True
 
 
 class Server:
@@ -103,15 +130,15 @@ class Server:
                                   ListenerKind.DIRECT, expected=(tls.host, tls.port))
             trusted = settings.trusted
             if trusted.unix_socket is not None:
-                sock = _bind_unix(trusted.unix_socket, trusted.mode)
+                sock = bind_unix_socket(trusted.unix_socket, trusted.mode,
+                                        setting="trusted.unix_socket")
                 self._unix_paths.append(trusted.unix_socket)
                 await self._start(web.SockSite(self.runner, sock), ListenerKind.TRUSTED,
                                   expected=trusted.unix_socket)
             local = settings.local
             if local is not None and local.socket is not None:
-                from tjf_http.local import bind_local_socket
-
-                sock = bind_local_socket(local.socket, local.socket_permissions)
+                sock = bind_unix_socket(local.socket, local.socket_permissions,
+                                        setting="local.socket")
                 self._unix_paths.append(local.socket)
                 await self._start(web.SockSite(self.runner, sock), ListenerKind.LOCAL,
                                   expected=local.socket)

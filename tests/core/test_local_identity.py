@@ -130,3 +130,12 @@ def test_a_client_looks_first_where_its_own_server_would_listen(env: dict[str, s
     assert candidates[-1] == (own if env.get("TJF_LOCAL_SOCKET") else SYSTEM_SOCKET)
     assert len(set(candidates)) == len(candidates)
     assert all(candidate.is_absolute() for candidate in candidates)
+
+
+@pytest.mark.parametrize("name", ["alpha", "root", "nobody", "www-data"])
+def test_a_multi_user_server_requires_the_prefix(name: str) -> None:
+    with pytest.raises(InvalidInputError, match=rf"the unix user '{name}' names no tool: only "
+                                                r"users named tools\.<tool> are tools"):
+        tool_from_username(name, require_prefix=True)
+    assert tool_from_username(f"tools.{name}", require_prefix=True) == name
+    assert tool_from_username(name) == name  # the lenient rule, a single-user server's

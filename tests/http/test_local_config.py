@@ -64,7 +64,7 @@ def test_the_socket_variable_names_the_socket() -> None:
 
 
 def test_given_places_are_kept() -> None:
-    given = LocalModeSettings(socket="/a.sock", root="/b", state_dir="/c")
+    given = LocalModeSettings(socket="/a.sock", socket_mode="600", root="/b", state_dir="/c")
     assert given.resolved({}, uid=1000) == given
 
 
@@ -160,3 +160,35 @@ def test_the_bridge_keeps_early_pods_and_hands_on_later_ones() -> None:
         return got
 
     assert asyncio.run(scenario()) == ["early", "from a thread"]
+
+
+# --- who may call, and as whom jobs run ------------------------------------------------------
+
+
+def test_a_root_server_must_say_as_whom_jobs_run() -> None:
+    with pytest.raises(ConfigurationError, match=r"local\.run_as .* or local\.single_user = "
+                                                 r"true .* anyone's jobs would run as root"):
+        LocalModeSettings().check_safe(uid=0)
+    LocalModeSettings(run_as="tools.{tool}").check_safe(uid=0)
+    LocalModeSettings(single_user=True).check_safe(uid=0)
+
+
+def test_a_users_server_is_single_user_unless_jobs_run_as_tools() -> None:
+    LocalModeSettings().check_safe(uid=1000)
+    assert LocalModeSettings().is_single_user
+    assert not LocalModeSettings(run_as="tools.{tool}").is_single_user
+    with pytest.raises(ConfigurationError, match=r"single_user = false needs local\.run_as"):
+        LocalModeSettings(single_user=False).check_safe(uid=1000)
+
+
+def test_single_user_and_run_as_contradict() -> None:
+    with pytest.raises(ConfigurationError, match="contradict each other"):
+        LocalModeSettings(single_user=True, run_as="tools.{tool}")
+
+
+def test_the_socket_is_open_to_all_only_when_jobs_run_as_their_tools() -> None:
+    assert LocalModeSettings().socket_permissions == 0o660
+    assert LocalModeSettings(single_user=True).resolved({}, uid=0).socket_mode == "660"
+    assert LocalModeSettings(run_as="tools.{tool}").socket_permissions == 0o666
+    assert LocalModeSettings(run_as="tools.{tool}", socket_mode="640").socket_permissions == (
+        0o640)

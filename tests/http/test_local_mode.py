@@ -31,7 +31,7 @@ from tests.emailer.conftest import Server as SmtpServer
 from tests.http.conftest import BackgroundLoop, Client, UnixConnection
 from tests.http.pki import Pki
 from tjf_cli.waiting import wait_for_job
-from tjf_core.errors import TjfError
+from tjf_core.errors import ConfigurationError, TjfError
 from tjf_core.local_identity import tool_from_username
 from tjf_core.model import JobSpec
 from tjf_core.settings import Settings
@@ -39,9 +39,11 @@ from tjf_http.__main__ import main
 from tjf_http.app import make_app
 from tjf_http.auth import ListenerKind
 from tjf_http.client import ClientCertificate, JobsClient
+from tjf_http.config import load_config
 from tjf_http.local import LocalMode, open_local_mode
 from tjf_http.local_emailer import embedded_emailer_settings
 from tjf_http.local_settings import LocalModeSettings
+from tjf_http.runtimes import make_service
 from tjf_http.server import Server
 from tjf_http.settings import HttpSettings, ServerSettings, TlsListenerSettings
 
@@ -102,10 +104,11 @@ def start_local_api(tmp_path: Path) -> Iterator[Callable[..., LocalApi]]:
     started: list[LocalApi] = []
     socket_dir = tempfile.mkdtemp(prefix="tjf-local-", dir="/tmp")  # socket paths are short
 
-    def start(*, emailer: dict[str, Any] | None = None, tls: Pki | None = None) -> LocalApi:
+    def start(*, emailer: dict[str, Any] | None = None, tls: Pki | None = None,
+              run_as: str | None = None) -> LocalApi:
         local = LocalModeSettings(socket=f"{socket_dir}/api-{len(started)}.sock",
                                   root=str(tmp_path / "tools"), state_dir=str(tmp_path / "state"),
-                                  grace_period=1.0)
+                                  grace_period=1.0, single_user=run_as is None, run_as=run_as)
         users = {os.geteuid(): "tools.alpha"}
 
         def user_name(uid: int) -> str:
@@ -205,18 +208,101 @@ print(reply.status, reply.read().decode())
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or SYSTEM_PYTHON is None,
-                    reason="needs root to connect as a uid that has no user")
-def test_a_uid_without_a_user_is_refused(start_local_api: Callable[..., LocalApi]) -> None:
-    api = start_local_api()
+def _as_uid(api: LocalApi, uid: int) -> tuple[int, list[str]]:
+    """What a request from ``uid`` on the local socket gets: status and error messages."""
     os.chmod(Path(api.socket).parent, 0o755)  # the other uid must reach the socket
+    os.chmod(api.socket, 0o666)
     assert SYSTEM_PYTHON is not None
-    uid = next(uid for uid in range(54321, 65000) if not _has_user(uid))
     done = subprocess.run([SYSTEM_PYTHON, "-c", _PEER, api.socket], user=uid, group=uid,
                           capture_output=True, text=True, timeout=30, check=True, cwd="/")
     status, body = done.stdout.split(" ", 1)
-    assert status == "401"
-    assert f"the calling uid {uid} has no unix user" in json.loads(body)["messages"]["error"][0]
+    return int(status), json.loads(body)["messages"]["error"]
+
+
+NEEDS_ROOT = pytest.mark.skipif(os.geteuid() != 0 or SYSTEM_PYTHON is None,
+                                reason="needs root to connect as another uid")
+
+
+def _free_uid() -> int:
+    return next(uid for uid in range(54321, 65000) if not _has_user(uid))
+
+
+@NEEDS_ROOT
+def test_a_uid_without_a_user_is_refused(start_local_api: Callable[..., LocalApi]) -> None:
+    api = start_local_api(run_as="tools.{tool}")
+    uid = _free_uid()
+    status, errors = _as_uid(api, uid)
+    assert status == 401
+    assert f"the calling uid {uid} has no unix user" in errors[0]
+
+
+@NEEDS_ROOT
+def test_a_single_user_server_refuses_every_other_uid(
+        start_local_api: Callable[..., LocalApi]) -> None:
+    api = start_local_api()  # single-user, run by root: nobody else may run jobs as root
+    status, errors = _as_uid(api, _free_uid())
+    assert status == 403
+    assert "this server is single-user (local.single_user)" in errors[0]
+
+
+def test_a_multi_user_server_requires_the_prefix(start_local_api: Callable[..., LocalApi]) -> None:
+    api = start_local_api(run_as="tools.{tool}")
+    for name in ("alpha", "root", "nobody"):  # a person's account is not the tool of its name
+        api.users[os.geteuid()] = name
+        reply = api.raw().get("/v1/tool/alpha/jobs")
+        assert reply.status == 401
+        assert (f"the unix user {name!r} names no tool: only users named tools.<tool> are "
+                "tools on this server") in reply.errors[0]
+
+
+def test_a_single_user_server_takes_its_own_name_as_the_tool(
+        start_local_api: Callable[..., LocalApi]) -> None:
+    api = start_local_api()
+    api.users[os.geteuid()] = "alpha"
+    reply = api.raw().get("/v1/tool/alpha/jobs")
+    assert reply.status == 200, reply.errors
+
+
+@pytest.mark.usefixtures("as_tools_alpha")
+def test_a_tool_without_its_run_as_user_is_refused(
+        start_local_api: Callable[..., LocalApi]) -> None:
+    api = start_local_api(run_as="tjf-no-such-user-{tool}")
+    with api.client() as client, pytest.raises(
+            TjfError, match="there is no unix user 'tjf-no-such-user-alpha'"):
+        client.run(JobSpec(name="hello", command="id", image="bookworm"))
+    assert not (api.root / "alpha").exists()  # nothing made, nothing run as root
+
+
+def test_a_root_server_without_run_as_nor_single_user_does_not_start(tmp_path: Path) -> None:
+    local = LocalModeSettings(socket=str(tmp_path / "s.sock"), root=str(tmp_path / "t"),
+                              state_dir=str(tmp_path / "s"))
+    with pytest.raises(ConfigurationError, match="anyone's jobs would run as root"):
+        open_local_mode(local=local, core=Settings(), uid=0)
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_failing_emailer_releases_the_state_directory(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    local = LocalModeSettings(socket=str(tmp_path / "s.sock"), root=str(tmp_path / "t"),
+                              state_dir=str(tmp_path / "s"), single_user=True)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ConfigurationError("no emailer today")
+
+    monkeypatch.setattr("tjf_http.local.EmbeddedEmailer", broken)
+    emailer = embedded_emailer_settings({"smtp_server_fqdn": "localhost"}, local=local)
+    for _ in range(2):  # the second time the lock is free again
+        with pytest.raises(ConfigurationError, match="no emailer today"):
+            open_local_mode(local=local, core=Settings(), emailer=emailer)
+    open_local_mode(local=local, core=Settings()).close()
+
+
+def test_make_service_refuses_local_mode() -> None:
+    config = load_config(environ={"TJF_RUNTIME": "local", "TJF_LOCAL_ROOT": "/tmp/x",
+                                  "TJF_LOCAL_STATE_DIR": "/tmp/y",
+                                  "TJF_LOCAL_SOCKET": "/tmp/z.sock"})
+    with pytest.raises(ConfigurationError, match="make_service does not serve runtime 'local'"):
+        make_service(config)
 
 
 def _has_user(uid: int) -> bool:
@@ -296,6 +382,7 @@ def test_check_config_shows_local_mode_by_default(
             monkeypatch.delenv(name)
     monkeypatch.setenv("TJF_LOCAL_SOCKET", str(tmp_path / "api.sock"))
     monkeypatch.setenv("TJF_LOCAL_ROOT", str(tmp_path / "tools"))
+    monkeypatch.setenv("TJF_LOCAL_SINGLE_USER", "true")
     assert main(["--check-config"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["runtime"] == "local"
@@ -319,13 +406,14 @@ def test_tjf_api_without_a_cluster_serves_the_local_runtime(tmp_path: Path) -> N
     socket_path = f"{socket_dir}/api.sock"
     environ = _clean_environ(TJF_LOCAL_SOCKET=socket_path, TJF_LOCAL_ROOT=str(tmp_path / "t"),
                              TJF_LOCAL_STATE_DIR=str(tmp_path / "s"),
+                             TJF_LOCAL_SINGLE_USER="true",
                              TJF_SERVER_SHUTDOWN_GRACE_SECONDS="2")
     process = subprocess.Popen([sys.executable, "-m", "tjf_http"], env=environ,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         eventually("the socket", lambda: Path(socket_path).exists() or process.poll() is not None)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        assert oct(Path(socket_path).stat().st_mode & 0o777) == "0o666"
+        assert oct(Path(socket_path).stat().st_mode & 0o777) == "0o660"
         with JobsClient(f"unix://{socket_path}", certificate=None, timeout=10.0) as client:
             assert client.tool == _my_tool()
             client.run(JobSpec(name="hi", command="echo hi", image="bookworm"))

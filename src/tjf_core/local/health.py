@@ -14,6 +14,7 @@ never delays the supervisor. Periods are multiplied by ``LocalSettings.probe_per
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import signal
 import socket
@@ -32,6 +33,9 @@ from tjf_core.local.store import LocalStore
 from tjf_core.runtime import Manifest
 
 __all__ = ["HealthChecker", "ProbeState", "run_probe"]
+
+#: Seconds to wait for a killed health check to exit and let go of its output pipe.
+ABANDON_WAIT = 1.0
 
 
 @attrs.define(eq=False)
@@ -93,14 +97,29 @@ def _exec(command: list[Any], *, home: str, env: dict[str, str], timeout: float,
     try:
         _, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        signal_group(process.pid, signal.SIGKILL)
-        process.communicate()
+        _abandon(process)
         return f"command timed out after {timeout:g}s"
     signal_group(process.pid, signal.SIGKILL)  # nothing it started outlives the check
     if process.returncode == 0:
         return None
     tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] if err else []
     return f"command exited with code {process.returncode}" + (f": {tail[0]}" if tail else "")
+
+
+def _abandon(process: subprocess.Popen[bytes]) -> None:
+    """Kill a timed-out check's process group and reap it, never waiting for its pipe.
+
+    A grandchild that left the group (``setsid``) may hold the stderr pipe open for ever, so
+    the pipe is closed rather than read to its end.
+    """
+    signal_group(process.pid, signal.SIGKILL)
+    try:
+        process.communicate(timeout=ABANDON_WAIT)
+    except subprocess.TimeoutExpired:
+        if process.stderr is not None:
+            process.stderr.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=ABANDON_WAIT)  # SIGKILLed: it exits at once
 
 
 def _http(port: object, path: str, *, timeout: float) -> str | None:

@@ -19,6 +19,7 @@ checker) only signal them. All methods expect the store's lock to be held.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import time
@@ -49,6 +50,10 @@ from tjf_core.runtime import Manifest
 
 __all__ = ["Container", "Kubelet", "pod_container"]
 
+log = logging.getLogger(__name__)
+
+#: Seconds past the last grace period that shutdown waits for SIGKILLed processes to exit.
+SHUTDOWN_MARGIN = 10.0
 #: Why the runtime stopped a container; the pod goes away after these.
 REMOVING = frozenset({"Deleted", "Rollout", "ScaledDown"})
 
@@ -105,6 +110,8 @@ class Kubelet:
         self.finished_at: dict[tuple[str, str], float] = {}
         #: Called with each container that (re)started; the health checker resets its probes.
         self.on_start: Callable[[Container], None] = lambda container: None
+        #: Processes shutdown gave up on (they outlived SIGKILL), kept to be reaped if they end.
+        self.abandoned: list[Process] = []
 
     def now(self) -> datetime:
         return self.store.clock()
@@ -157,10 +164,7 @@ class Kubelet:
                              "take one from")
         home = space.home
         user = self.user(space)
-        if not home.exists():
-            home.mkdir(parents=True)
-            if user is not None and user.other:
-                os.chown(home, user.uid, user.gid)  # a home its tool can write to
+        self.ensure_home(space, user=user)  # removed since the job was created
         redirects = None
         if len(argv) == len(SHELL) + 1 and tuple(argv[:-1]) == SHELL:
             redirects = split_log_redirects(argv[-1])
@@ -182,6 +186,23 @@ class Kubelet:
         finally:
             for fd in set(fds):
                 os.close(fd)
+
+    def ensure_home(self, space: Space, *, user: User | None = None) -> None:
+        """Make the tool's home if it is missing: ``home_mode``, owned by ``run_as``'s user.
+
+        The one place homes are made (a job's creation and a process's start). OSError when
+        the home cannot be made; ForbiddenError when ``run_as`` names no user.
+        """
+        home = space.home
+        if home.is_dir():
+            return
+        if user is None:
+            user = self.user(space)
+        home.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        home.mkdir(mode=self.settings.home_mode, exist_ok=True)
+        os.chmod(home, self.settings.home_mode)  # mkdir's mode is masked by the umask
+        if user is not None and user.other:
+            os.chown(home, user.uid, user.gid)  # a home its tool can write to
 
     def user(self, space: Space) -> User | None:
         """Who the tool's jobs run as (None: the runtime's own user)."""
@@ -312,6 +333,12 @@ class Kubelet:
                             now=self.now())
             else:
                 self.stop(container, "Terminated")
+        # SIGKILL cannot be ignored, but a process in uninterruptible sleep (a dead NFS
+        # mount) outlives it: give up after the longest grace and a margin, not hang holding
+        # the store's lock.
+        graces = [c.kill_at for c in self.containers.values() if c.kill_at is not None]
+        deadline = time.monotonic() + max(
+            (at - self.now().timestamp() for at in graces), default=0.0) + SHUTDOWN_MARGIN
         while any(c.process is not None for c in self.containers.values()):
             self.reap_exited()
             now = self.now().timestamp()
@@ -320,6 +347,16 @@ class Kubelet:
                         now >= container.kill_at):
                     signal_group(container.process.pid, signal.SIGKILL)
                     container.kill_at = None
+            if time.monotonic() >= deadline:
+                stuck = [c for c in self.containers.values() if c.process is not None]
+                log.error("giving up on %d process(es) that outlived SIGKILL: %s", len(stuck),
+                          ", ".join(f"pid {c.process.pid} ({c.space.namespace}/{c.pod})"
+                                    for c in stuck if c.process is not None))
+                for container in stuck:  # left to the next runtime's recovery
+                    if container.process is not None:
+                        self.abandoned.append(container.process)
+                    container.process = None
+                break
             time.sleep(0.01)
         for container in list(self.containers.values()):  # stopped, then set to restart
             self._ended(container, code=None, reason="Terminated", message=None,

@@ -245,6 +245,7 @@ class LocalRuntime:
             if (kind, name) in space.objects:
                 raise AlreadyExistsError(f"a job named {name!r} already exists")
             admit(space, self.settings, kind=kind, name=name)
+            self._ensure_home(space)
             created = json_copy(self._store.add(space, manifest))
             self._changed()
             return created
@@ -261,6 +262,8 @@ class LocalRuntime:
                 old = None
             if old is None:
                 admit(space, self.settings, kind=kind, name=name)
+            self._ensure_home(space)
+            if old is None:
                 stored = self._store.add(space, manifest)
             else:
                 stored = self._store.update(space, old, json_copy(manifest))
@@ -357,6 +360,13 @@ class LocalRuntime:
             self._controllers.delete(space, keys)
             self._changed()
             return any(is_job_object(kind) for kind, _ in keys)
+
+    def _ensure_home(self, space: Space) -> None:
+        try:
+            self._kubelet.ensure_home(space)
+        except OSError as error:
+            raise ConfigurationError(f"the home of tool {space.tool!r}, {space.home}, cannot "
+                                     f"be made: {error.strerror}") from None
 
     def _changed(self) -> None:
         self._store.commit()

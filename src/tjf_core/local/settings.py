@@ -65,6 +65,8 @@ class LocalSettings:
     #: tool's name (Toolforge: ``tools.{tool}``); None: the runtime's own user. Any other user
     #: needs the runtime to run as root; log files it creates are given to that user.
     run_as: str | None = None
+    #: Permissions of a tool's home, made at the tool's first job (given to ``run_as``'s user).
+    home_mode: int = 0o700
     #: ``PATH`` inside a job, and more variables for every job (a job's own ``env`` wins).
     path: str = _CONTAINER_PATH
     environment: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
