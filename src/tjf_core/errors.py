@@ -32,6 +32,7 @@ from collections.abc import Iterable
 import attrs
 
 __all__ = [
+    "ERRORS_BY_TYPE",
     "AlreadyExistsError",
     "AuthenticationError",
     "CertificateError",
@@ -50,6 +51,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "TjfError",
     "UnknownImageError",
+    "type_name",
 ]
 
 
@@ -185,3 +187,18 @@ class RuntimeUnavailableError(TjfError):
     """The backing runtime cannot be reached; retrying later may work."""
 
     http_status = 503
+
+
+def type_name(error_class: type[TjfError]) -> str:
+    """The stable name an error class goes by between programs: ``NotFoundError`` ->
+    ``not_found`` (the ``type`` of the API's error bodies)."""
+    name = error_class.__name__.removesuffix("Error")
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
+                   for i, c in enumerate(name))
+
+
+#: Every error class of this tree by its :func:`type_name`.
+ERRORS_BY_TYPE: dict[str, type[TjfError]] = {
+    type_name(found): found for found in list(globals().values())
+    if isinstance(found, type) and issubclass(found, TjfError)
+}

@@ -76,19 +76,8 @@ _BY_STATUS: dict[int, type[TjfError]] = {
 }
 
 
-def error_type(error_class: type[TjfError]) -> str:
-    """The ``type`` an error body names ``error_class`` by: ``NotFoundError`` → ``not_found``."""
-    name = error_class.__name__.removesuffix("Error")
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
-
-
-#: Every core error class by the ``type`` of an error body.
-_BY_TYPE: dict[str, type[TjfError]] = {
-    error_type(found): found
-    for found in (getattr(_errors, name) for name in _errors.__all__)
-    if isinstance(found, type) and issubclass(found, TjfError)
-}
+#: The ``type`` an error body names an error class by: ``NotFoundError`` -> ``not_found``.
+error_type = _errors.type_name
 
 
 @attrs.frozen(kw_only=True)
@@ -149,7 +138,7 @@ def error_from_answer(status: int, body: bytes, *, url: str, restarting: bool = 
         problems = [Problem(str(p.get("field", "")), str(p.get("message", "")))
                     for p in data.get("problems") or () if isinstance(p, dict)]
         request_id = data.get("request_id")
-        named = _BY_TYPE.get(str(data.get("type")))
+        named = _errors.ERRORS_BY_TYPE.get(str(data.get("type")))
     message = "; ".join(lines) or f"the jobs API at {url} answered HTTP {status}"
     error: TjfError
     if named is not None and issubclass(named, InvalidInputError):

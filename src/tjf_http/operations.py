@@ -73,12 +73,6 @@ HTTP_ERROR_TYPES: dict[int, str] = {
 }
 
 
-def _snake(class_name: str) -> str:
-    name = class_name.removesuffix("Error")
-    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower()
-                   for i, c in enumerate(name))
-
-
 def error_type(error: TjfError) -> str:
     """The ``type`` of ``error``'s body: ``NotFoundError`` → ``not_found``.
 
@@ -91,19 +85,13 @@ def error_type(error: TjfError) -> str:
         return named
     for cls in type(error).__mro__:
         if cls.__module__ == core_errors.__name__ or cls.__module__.startswith("tjf_http."):
-            return _snake(cls.__name__)
-    return _snake(TjfError.__name__)  # not reached: every TjfError has TjfError in its MRO
-
-
-def _core_error_types() -> list[str]:
-    found = (getattr(core_errors, name) for name in core_errors.__all__)
-    return [_snake(cls.__name__) for cls in found
-            if isinstance(cls, type) and issubclass(cls, TjfError)]
+            return core_errors.type_name(cls)
+    return core_errors.type_name(TjfError)  # not reached: every TjfError has TjfError in its MRO
 
 
 #: Every ``type`` an error body may carry (the OpenAPI document's enum).
 ERROR_TYPES: tuple[str, ...] = tuple(sorted({
-    *_core_error_types(), *HTTP_ERROR_TYPES.values(), "call_timeout", "busy"}))
+    *core_errors.ERRORS_BY_TYPE, *HTTP_ERROR_TYPES.values(), "call_timeout", "busy"}))
 
 
 def dumps(data: object) -> bytes:
