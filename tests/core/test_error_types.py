@@ -13,7 +13,7 @@ def test_names_are_snake_case_without_the_suffix() -> None:
 
 
 def test_every_public_error_class_is_found_by_its_name() -> None:
-    public = {getattr(errors, name) for name in errors.__all__}
+    public = [getattr(errors, name) for name in errors.__all__]
     classes = {found for found in public if isinstance(found, type) and issubclass(found, TjfError)}
     assert set(ERRORS_BY_TYPE.values()) == classes
     for name, cls in ERRORS_BY_TYPE.items():
