@@ -85,6 +85,13 @@ class Digest:
         return tuple(dict.fromkeys(entry.event.job for entry in self.entries))
 
 
+# The hot path (add) reads the member from here (EnumType.__getattr__ is slow) and builds its
+# entries by calling DigestEntry's __init__ (a class called with keywords packs them in a
+# dict first, in CPython 3.11): the same objects, a quarter cheaper.
+_TERMINATED = ContainerState.TERMINATED
+_new = object.__new__
+_init_entry = DigestEntry.__init__
+
 #: (job, pod, state, exit code): the line an event becomes in its tool's digest.
 _EntryKey = tuple[str, str, ContainerState, int | None]
 
@@ -147,11 +154,13 @@ class DigestBook:
 
     def add(self, event: JobEvent, *, now: datetime) -> bool:
         """Take in one sighting of an event; True when it is news for the next digest."""
+        # The emailer's hot path: event.source's fields are read directly, not through the
+        # event's properties, and the event's `at` is spelt out.
         source = event.source
         key = (source.tool, source.job, source.name)
         memory = self._pods.get(key)
         if memory is None:
-            memory = self._pods[key] = _PodMemory(last_seen=now)
+            memory = self._pods[key] = _PodMemory(now)
         else:
             self._pods.move_to_end(key)
             memory.last_seen = now
@@ -159,29 +168,33 @@ class DigestBook:
         first = seen not in memory.seen
         if first:
             memory.seen.add(seen)
-        crash = event.previous and event.state is ContainerState.TERMINATED
-        restarted = crash and source.restart_count > memory.reported_restarts
+        restarted = (event.previous and event.state is _TERMINATED
+                     and source.restart_count > memory.reported_restarts)
         if restarted:
             memory.reported_restarts = source.restart_count
-        when = event.at
+        when = event.finished_at or event.started_at
         if self.history_before is not None and when is not None and when < self.history_before:
             return False
         if not (first or restarted):
             return False
-        self._pend(DigestEntry(event=event, seen_at=now, repeated=not first), now=now)
+        entry = _new(DigestEntry)
+        _init_entry(entry, event=event, seen_at=now, repeated=not first)
+        self._pend(entry, when=when, now=now)
         return True
 
-    def _pend(self, entry: DigestEntry, *, now: datetime) -> None:
+    def _pend(self, entry: DigestEntry, *, when: datetime | None, now: datetime) -> None:
         event = entry.event
-        group = self._groups.get(event.tool)
+        source = event.source
+        group = self._groups.get(source.tool)
         if group is None:
-            group = self._groups[event.tool] = _Group()
-        if not group.pending:
+            group = self._groups[source.tool] = _Group()
+        if not (group.entries or group.overflow):
             group.first_at = now
-            heapq.heappush(self._heap, (group.due_at(self._settings), event.tool))
-        key = (event.job, event.pod, event.state, event.exit_code)
-        when = event.at or now
-        group.oldest = when if group.oldest is None else min(group.oldest, when)
+            heapq.heappush(self._heap, (group.due_at(self._settings), source.tool))
+        key = (source.job, source.name, event.state, event.exit_code)
+        when = when or now
+        if group.oldest is None or when < group.oldest:
+            group.oldest = when
         old = group.entries.get(key)
         if old is not None:
             # The same line, now with a later restart count: keep its place and first sighting.

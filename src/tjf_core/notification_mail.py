@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.utils import parseaddr
 
 import attrs
 
@@ -46,6 +46,9 @@ __all__ = [
     "thread_id",
 ]
 
+# Read in the hot path: EnumType.__getattr__ and Enum.value are slow.
+_RUNNING, _WAITING = ContainerState.RUNNING, ContainerState.WAITING
+_STATE_TEXT = {member: member.value for member in ContainerState}
 _MAX_LINE = 300
 #: RFC 5322's recommended line length, beyond which the email package folds a header.
 _MAX_LINE_LENGTH = 78
@@ -102,21 +105,53 @@ def _clean(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
+# Times are spelt out with %-formatting (hence the noqa: UP031): strftime costs a third of
+# a digest line, and f-strings' format specs half again as much as %d. Where they replace
+# strftime they write the year as its %Y does (not padded); tests hold them equal.
+
+
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "at an unknown time"
     m = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    # Spelt out: strftime is a third of the time of a digest line.
-    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d} "
-            f"{m.hour:02d}:{m.minute:02d}:{m.second:02d} UTC")
+    return "%04d-%02d-%02d %02d:%02d:%02d UTC" % (  # noqa: UP031
+        m.year, m.month, m.day, m.hour, m.minute, m.second)
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
+    """``" since " + moment.strftime("%H:%M UTC")``, the date first on another day."""
     if moment is None:
         return ""
-    moment = moment.astimezone(UTC)
-    same_day = moment.date() == now.astimezone(UTC).date()
-    return " since " + moment.strftime("%H:%M UTC" if same_day else "%Y-%m-%d %H:%M UTC")
+    m = moment.astimezone(UTC)
+    if m.date() == now.astimezone(UTC).date():
+        return " since %02d:%02d UTC" % (m.hour, m.minute)  # noqa: UP031
+    return " since %d-%02d-%02d %02d:%02d UTC" % (  # noqa: UP031
+        m.year, m.month, m.day, m.hour, m.minute)
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _date_header(utc: datetime) -> str:
+    """``email.utils.format_datetime(utc, usegmt=True)``."""
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (  # noqa: UP031
+        _DAYS[utc.weekday()], utc.day, _MONTHS[utc.month - 1], utc.year,
+        utc.hour, utc.minute, utc.second)
+
+
+def _id_stamp(utc: datetime) -> str:
+    """``utc.strftime("%Y%m%d%H%M%S%f")``."""
+    return "%d%02d%02d%02d%02d%02d%06d" % (  # noqa: UP031
+        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond)
+
+
+@functools.lru_cache(maxsize=16)
+def _stamps(now: datetime) -> tuple[str, str]:
+    """The Date header and the Message-ID's time of an email composed at ``now`` (the due
+    digests of a round are all composed at one time)."""
+    utc = now.astimezone(UTC)
+    return _date_header(utc), _id_stamp(utc)
 
 
 def _exit(event: JobEvent) -> str:
@@ -128,24 +163,27 @@ def _exit(event: JobEvent) -> str:
 def describe_entry(entry: DigestEntry, *, now: datetime) -> str:
     """What happened, in one line: the state, the exit code, restarts and when."""
     event = entry.event
-    if event.state is ContainerState.RUNNING:
+    source = event.source
+    if event.state is _RUNNING:
         text = "started running"
-    elif event.state is ContainerState.WAITING:
+    elif event.state is _WAITING:
         text = f"is waiting: {event.reason or 'no reason given'}"
     else:
-        killed = _REASONS.get(event.reason or "") or _REASONS.get(event.pod_reason or "")
+        killed = _REASONS.get(event.reason or "") or _REASONS.get(source.reason or "")
         if event.exit_code == 0:
             text = f"finished successfully, {_exit(event)}"
         else:
             text = f"failed, {_exit(event)}" + (f": {killed}" if killed else "")
-        if event.previous and event.restart_count:
-            times = "1 time" if event.restart_count == 1 else f"{event.restart_count} times"
-            since = _since(event.pod_started_at, now)
+        restarts = source.restart_count
+        if event.previous and restarts:
+            times = "1 time" if restarts == 1 else f"{restarts} times"
+            since = _since(source.started_at, now)
             if entry.repeated:
                 text = f"keeps crashing: restarted {times}{since}; last {text}"
             else:
                 text += f"; restarted {times}{since}"
-    return f"{_when(event.at or entry.seen_at)}: {text} (pod {event.pod})"
+    when = event.finished_at or event.started_at or entry.seen_at
+    return f"{_when(when)}: {text} (pod {source.name})"
 
 
 def _job_section(
@@ -165,10 +203,10 @@ def _job_section(
     return lines
 
 
-def _body(digest: Digest, *, now: datetime, logs: Mapping[str, Sequence[str]]) -> str:
-    by_job: dict[str, list[DigestEntry]] = {}
-    for entry in digest.entries:
-        by_job.setdefault(entry.event.job, []).append(entry)
+def _body(
+    digest: Digest, by_job: Mapping[str, Sequence[DigestEntry]], *, now: datetime,
+    logs: Mapping[str, Sequence[str]],
+) -> str:
     lines = [
         "Hello,",
         "",
@@ -211,24 +249,32 @@ class ComposedEmail:
         # more than composing the whole email (and its bytes are the same, a test checks).
         return binascii.b2a_qp(self.text.encode("utf-8"), istext=True).decode("ascii")
 
-    def _folded(self) -> list[tuple[str, str]] | None:
-        """The headers, lists folded one id a line, when the email package would write them
-        all out unchanged (ASCII, no line longer than 78); None when one needs its encoding.
+    def _folded(self) -> tuple[list[tuple[str, str]], str] | None:
+        """The headers, lists folded one id a line, and their text (lines joined by LF), when
+        the email package would write them all out unchanged (ASCII, no line longer than 78);
+        None when one needs its encoding.
         """
-        folded = [(n, v if isinstance(v, str) else "\n ".join(v)) for n, v in self.headers]
-        text = "\n".join(f"{name}: {value}" for name, value in folded)
-        breaks = len(folded) - 1 + sum(len(v) - 1 for _, v in self.headers if isinstance(v, tuple))
-        if (not text.isascii() or "\r" in text or text.count("\n") != breaks
+        folded = []
+        breaks = -1  # the line breaks the text below has when no value holds one of its own
+        for name, value in self.headers:
+            if isinstance(value, str):
+                breaks += 1
+            else:
+                breaks += len(value)
+                value = "\n ".join(value)
+            folded.append((name, value))
+        text = "\n".join([f"{name}: {value}" for name, value in folded])
+        if (text.count("\n") != breaks or not text.isascii() or "\r" in text
                 or max(map(len, text.split("\n"))) > _MAX_LINE_LENGTH):
             return None
-        return folded
+        return folded, text
 
     def message(self) -> EmailMessage:
         """The email as an :class:`~email.message.EmailMessage` (default policy)."""
         message = EmailMessage()
-        folded = self._folded()
-        if folded is not None:
-            for name, text in folded:
+        plain = self._folded()
+        if plain is not None:
+            for name, text in plain[0]:
                 message.set_raw(name, text)
         else:
             for name, value in self.headers:
@@ -244,12 +290,14 @@ class ComposedEmail:
         names are label values), so they are written out directly. Other headers (a non-ASCII
         sender name, a very long tool name) go through the email package.
         """
-        folded = self._folded()
-        if folded is None:
+        plain = self._folded()
+        if plain is None or "\r" in self.text:
+            # A carriage return alone is a line break to the email package's generator.
             return self.message().as_bytes(policy=SMTP)
-        head = "".join(f"{name}: {value}\r\n" for name, value in folded).replace("\n ", "\r\n ")
+        # The text's only line breaks are between headers and in folds: all become CRLF.
+        head = plain[1].replace("\n", "\r\n")
         body = self._payload().replace("\n", "\r\n")
-        return (head + "\r\n" + body).encode("ascii")
+        return (head + "\r\n\r\n" + body).encode("ascii")
 
 
 def compose_email(
@@ -259,25 +307,28 @@ def compose_email(
     """The email for one digest; ``logs`` maps a job to the last lines of its output."""
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
-    jobs = digest.jobs
+    by_job: dict[str, list[DigestEntry]] = {}
+    said = []
+    for entry in digest.entries:
+        event, source = entry.event, entry.event.source
+        by_job.setdefault(source.job, []).append(entry)
+        said.append(f"{source.job}|{source.name}|{_STATE_TEXT[event.state]}|{event.exit_code}|"
+                    f"{source.restart_count}|{entry.repeated}")
+    jobs = tuple(by_job)  # digest.jobs
     about = f"job {jobs[0]}" if len(jobs) == 1 else f"{len(jobs)} jobs"
-    text = _body(digest, now=now, logs=logs or {})
+    text = _body(digest, by_job, now=now, logs=logs or {})
     # From what the digest says, not the text: quoting a log that grew meanwhile must not
     # make a re-composed email (after an interrupted spooling) look like another one.
-    said = "\n".join(
-        f"{e.event.job}|{e.event.pod}|{e.event.state.value}|{e.event.exit_code}|"
-        f"{e.event.restart_count}|{e.repeated}" for e in digest.entries
-    ) + f"\n{digest.omitted}"
-    content = hashlib.sha256(said.encode("utf-8")).hexdigest()[:12]
-    utc = now.astimezone(UTC)
-    stamp = utc.strftime("%Y%m%d%H%M%S%f")
+    said_text = "\n".join(said) + f"\n{digest.omitted}"
+    content = hashlib.sha256(said_text.encode("utf-8")).hexdigest()[:12]
+    date, stamp = _stamps(now)
     domain = addressing.id_domain
     threads = tuple(f"<tjf.{digest.tool}.{job}@{domain}>" for job in jobs)
     headers: list[tuple[str, str | tuple[str, ...]]] = [
         ("From", addressing.from_addr),
         ("To", recipient(digest.tool, addressing=addressing)),
         ("Subject", f"[Toolforge] [{digest.tool}] notification about {about}"),
-        ("Date", format_datetime(utc, usegmt=True)),
+        ("Date", date),
         ("Message-ID", f"<tjf.{digest.tool}.{stamp}.{content}@{domain}>"),
     ]
     if threads:

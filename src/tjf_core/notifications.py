@@ -3,8 +3,9 @@
 The emailer sees pods, but tool maintainers care about jobs. This module turns the plain dict of
 one pod (as the Kubernetes API returns it, possibly malformed) into :class:`JobEvent` values,
 and decides with :func:`wants_email` whether the job's ``emails`` setting asks for a mail
-about each. It is pure: no clock, no I/O; grouping events into digests is
-:mod:`tjf_core.notification_digest`, writing the email :mod:`tjf_core.notification_mail`.
+about each; :func:`wanted_events` does both, building only the events that are wanted. It is
+pure: no clock, no I/O; grouping events into digests is :mod:`tjf_core.notification_digest`,
+writing the email :mod:`tjf_core.notification_mail`.
 
 Decisions:
 
@@ -30,13 +31,12 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
 
 from tjf_core.model import Emails, JobKind
-from tjf_core.pods import time_at
 from tjf_core.readback import split_log_redirects
 from tjf_core.render import COMPONENT_LABEL, EMAILS_LABEL, FILELOG_LABEL, NAME_LABEL, SHELL
 
@@ -49,6 +49,7 @@ __all__ = [
     "events_from_pod",
     "is_failure",
     "tool_of_pod",
+    "wanted_events",
     "wants_email",
 ]
 
@@ -74,10 +75,20 @@ class ContainerState(enum.Enum):
     RUNNING = "running"
     TERMINATED = "terminated"
 
+    # Members are singletons, equal only to themselves: hashing by identity is right, and
+    # Enum's own __hash__ (by name, in Python) costs more than a digest book lookup.
+    __hash__ = object.__hash__
+
+
+# Reading a member off an Enum class goes through EnumType.__getattr__, slower than reading
+# a module's name: the hot paths read these.
+_WAITING, _RUNNING, _TERMINATED = (
+    ContainerState.WAITING, ContainerState.RUNNING, ContainerState.TERMINATED)
+_NONE, _ALL, _ONFINISH, _ONFAILURE = Emails.NONE, Emails.ALL, Emails.ONFINISH, Emails.ONFAILURE
+
 
 #: The order a (malformed) state with several keys is read in.
-_STATES = tuple((member.value, member) for member in (
-    ContainerState.TERMINATED, ContainerState.RUNNING, ContainerState.WAITING))
+_STATES = tuple((member.value, member) for member in (_TERMINATED, _RUNNING, _WAITING))
 
 
 @attrs.frozen(kw_only=True)
@@ -193,6 +204,9 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 def _mapping(value: object) -> Mapping[str, Any]:
+    # None (a missing key) first: isinstance against an ABC costs more than reading a pod.
+    if value is None:
+        return _EMPTY
     if type(value) is dict or isinstance(value, Mapping):
         return value
     return _EMPTY
@@ -205,7 +219,12 @@ def _text(value: object) -> str | None:
 @functools.lru_cache(maxsize=8192)
 def _parse_time(text: str) -> datetime | None:
     # A pod is seen many times with the same timestamps; parsing them again is wasted work.
-    return time_at({"t": text}, "t")
+    # The rest is tjf_core.pods.time_at for a non-empty string (a test holds them equal).
+    try:
+        when = datetime.fromisoformat(text)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def events_from_pod(
@@ -216,19 +235,90 @@ def events_from_pod(
     Pods that are not a job's (no tool, job name or pod name) give none; neither does a pod
     whose emails label is missing or not a known setting, as if it were ``none``.
     """
-    metadata = _mapping(_mapping(pod).get("metadata"))
-    labels = _mapping(metadata.get("labels"))
-    tool = _tool(metadata, labels, namespace_prefix)
-    job = _text(labels.get(NAME_LABEL))
-    name = _text(metadata.get("name"))
-    emails = _EMAILS.get(_text(labels.get(EMAILS_LABEL)), Emails.NONE)
-    if tool is None or job is None or name is None or emails is Emails.NONE:
+    return _read_pod(pod, namespace_prefix, wanted_only=False)
+
+
+def wanted_events(
+    pod: Mapping[str, Any], *, namespace_prefix: str = "tool-"
+) -> tuple[JobEvent, ...]:
+    """The events of one pod that its job's emails setting asks a mail about.
+
+    ``tuple(e for e in events_from_pod(pod) if wants_email(e))`` (a test holds them equal), but
+    an event is built only once it is wanted: most sightings are of no interest to their job
+    (a running pod of an ``onfailure`` job), and the emailer reads every one.
+    """
+    return _read_pod(pod, namespace_prefix, wanted_only=True)
+
+
+#: A state of the job container before it becomes a JobEvent: (state, its detail, previous,
+#: exit code, reason); a None detail is the pod's own failure, when the container never ran.
+_Seen = tuple[ContainerState, Mapping[str, Any] | None, bool, int | None, str | None]
+
+
+def _read_pod(
+    pod: Mapping[str, Any], prefix: str, *, wanted_only: bool
+) -> tuple[JobEvent, ...]:
+    # Each `type(x) is dict` test before a _mapping call is that call inlined for the plain
+    # dicts a watch gives (and `type(x) is str and x` is _text): the pod dict's shape is
+    # still checked at every step.
+    metadata = (pod if type(pod) is dict else _mapping(pod)).get("metadata")
+    if type(metadata) is not dict:
+        metadata = _mapping(metadata)
+    labels = metadata.get("labels")
+    if type(labels) is not dict:
+        labels = _mapping(labels)
+    setting = labels.get(EMAILS_LABEL)
+    emails = _EMAILS.get(setting, _NONE) if type(setting) is str else _NONE
+    if emails is _NONE:
         return ()
-    status = _mapping(pod.get("status"))
+    tool = _tool(metadata, labels, prefix)
+    job = labels.get(NAME_LABEL)
+    name = metadata.get("name")
+    if tool is None or not (type(job) is str and job) or not (type(name) is str and name):
+        return ()
+    status = pod.get("status")
+    if type(status) is not dict:
+        status = _mapping(status)
     container = _named_or_first(status.get("containerStatuses"), _CONTAINER)
+    pod_reason = status.get("reason")
+    if not (type(pod_reason) is str and pod_reason):
+        pod_reason = None
+
+    seen: list[_Seen] = []
+    last = container.get("lastState")
+    last = (last if type(last) is dict else _mapping(last)).get("terminated")
+    if type(last) is not dict:
+        last = _mapping(last)
+    if last:
+        code = last.get("exitCode")
+        seen.append((_TERMINATED, last, True, code if type(code) is int else None,
+                     _text(last.get("reason"))))
+    state = container.get("state")
+    if type(state) is not dict:
+        state = _mapping(state)
+    for key, member in _STATES:
+        detail = state.get(key)
+        if detail is not None and (type(detail) is dict or isinstance(detail, Mapping)):
+            reason = _text(detail.get("reason"))
+            if member is not _WAITING or reason not in _CREATING:
+                code = detail.get("exitCode") if member is _TERMINATED else None
+                seen.append((member, detail, False, code if type(code) is int else None, reason))
+            break
+    else:
+        if status.get("phase") == "Failed":
+            # Evicted or past its deadline before the container ran: the pod's word is all.
+            seen.append((_TERMINATED, None, False, None, pod_reason))
+    if wanted_only and emails is not _ALL:
+        seen = [s for s in seen if _wants(emails, s[0], exit_code=s[3], reason=s[4],
+                                          pod_reason=pod_reason)]
+    if not seen:
+        return ()
+
     restarts = container.get("restartCount")
     started = status.get("startTime")
-    source = PodInfo(
+    source = _new(PodInfo)
+    _init_pod_info(
+        source,
         tool=tool,
         job=job,
         name=name,
@@ -236,50 +326,53 @@ def events_from_pod(
         emails=emails,
         filelog=_text(labels.get(FILELOG_LABEL)) in _YES,
         log_files=_log_files(pod, _text(container.get("name"))),
-        reason=_text(status.get("reason")),
+        reason=pod_reason,
         started_at=_parse_time(started) if type(started) is str and started else None,
         restart_count=restarts if type(restarts) is int and restarts > 0 else 0,
     )
-    last = _mapping(_mapping(container.get("lastState")).get("terminated"))
-    before = (_event(source, ContainerState.TERMINATED, last, previous=True),) if last else ()
-    state = _mapping(container.get("state"))
-    for key, member in _STATES:
-        detail = state.get(key)
-        if type(detail) is dict or isinstance(detail, Mapping):
-            if member is ContainerState.WAITING and _text(detail.get("reason")) in _CREATING:
-                return before
-            return (*before, _event(source, member, detail, previous=False))
-    if status.get("phase") == "Failed":
-        # Evicted or past its deadline before the container ran: the pod's word is all there is.
-        return (*before, JobEvent(
-            source=source, state=ContainerState.TERMINATED, reason=source.reason,
-            message=_text(status.get("message")),
-        ))
-    return before
+    if len(seen) == 1:
+        return (_event(source, seen[0], status=status),)
+    return tuple([_event(source, s, status=status) for s in seen])
 
 
-def _event(
-    source: PodInfo, state: ContainerState, detail: Mapping[str, Any], *, previous: bool
-) -> JobEvent:
-    code = detail.get("exitCode")
+# Calling a class with keyword arguments makes CPython 3.11 pack them in a dict for its
+# __init__; calling the __init__ itself does not, which saves a quarter of building a
+# PodInfo or a JobEvent (the objects are the same: attrs' __init__ is all the class does).
+_new = object.__new__
+_init_pod_info = PodInfo.__init__
+_init_event = JobEvent.__init__
+
+
+def _event(source: PodInfo, seen: _Seen, *, status: Mapping[str, Any]) -> JobEvent:
+    state, detail, previous, exit_code, reason = seen
+    event = _new(JobEvent)
+    if detail is None:
+        _init_event(event, source=source, state=state, reason=reason,
+                    message=_text(status.get("message")))
+        return event
+    message = detail.get("message")
     started = detail.get("startedAt")
     finished = detail.get("finishedAt")
-    return JobEvent(
+    _init_event(
+        event,
         source=source,
         state=state,
-        reason=_text(detail.get("reason")),
-        message=_text(detail.get("message")),
-        exit_code=code if type(code) is int and state is ContainerState.TERMINATED else None,
+        reason=reason,
+        message=message if type(message) is str and message else None,
+        exit_code=exit_code,
         started_at=_parse_time(started) if type(started) is str and started else None,
         finished_at=_parse_time(finished) if type(finished) is str and finished else None,
         previous=previous,
     )
+    return event
 
 
 def _named_or_first(items: object, name: object) -> Mapping[str, Any]:
     """The mapping in the list ``items`` named ``name``, else the first mapping, else empty."""
     if type(items) is not list:
         return _EMPTY
+    if items and type(items[0]) is dict and items[0].get("name") == name:
+        return items[0]  # the usual case, without the loop's iterator
     first = None
     for item in items:
         if type(item) is dict or isinstance(item, Mapping):
@@ -314,21 +407,33 @@ def _redirected_files(line: str) -> tuple[str, ...]:
 
 def is_failure(event: JobEvent) -> bool:
     """A termination with a non-zero exit code, or one Kubernetes killed."""
-    if event.state is not ContainerState.TERMINATED:
-        return False
-    return (
-        event.exit_code not in (None, 0)
-        or event.reason in KILLED_REASONS
-        or event.pod_reason in KILLED_REASONS
-    )
+    return _failed(event.state, event.exit_code, reason=event.reason,
+                   pod_reason=event.source.reason)
 
 
 def wants_email(event: JobEvent) -> bool:
     """Whether the job's emails setting asks for a mail about this event."""
-    if event.emails is Emails.ALL:
+    return _wants(event.source.emails, event.state, exit_code=event.exit_code,
+                  reason=event.reason, pod_reason=event.source.reason)
+
+
+# The policy on plain values, so that wanted_events decides before building an event.
+def _failed(
+    state: ContainerState, exit_code: int | None, *, reason: str | None, pod_reason: str | None
+) -> bool:
+    if state is not _TERMINATED:
+        return False
+    return exit_code not in (None, 0) or reason in KILLED_REASONS or pod_reason in KILLED_REASONS
+
+
+def _wants(
+    emails: Emails, state: ContainerState, *, exit_code: int | None, reason: str | None,
+    pod_reason: str | None,
+) -> bool:
+    if emails is _ALL:
         return True
-    if event.emails is Emails.ONFINISH:
-        return event.state is ContainerState.TERMINATED
-    if event.emails is Emails.ONFAILURE:
-        return is_failure(event)
+    if emails is _ONFINISH:
+        return state is _TERMINATED
+    if emails is _ONFAILURE:
+        return _failed(state, exit_code, reason=reason, pod_reason=pod_reason)
     return False

@@ -20,7 +20,9 @@ timing, addresses and sending limits take effect at the next step of each loop.
 Restarts: the spool keeps unsent emails. What was already mailed is kept out of the next run
 by the watermark (:meth:`~tjf_core.notification_digest.DigestBook.watermark`) stored in the
 spool; a first start (no watermark) mails only what happens from then on, rather than flood
-every tool with the state of its existing pods.
+every tool with the state of its existing pods. A replica taking over from another leader
+(:mod:`tjf_emailer.leader`) passes that leader's hand-over as ``history_before`` and
+gives the pods it had seen to :meth:`Pipeline.remember`, so the change of leader repeats nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from tjf_core.errors import TjfError
 from tjf_core.logfiles import tail_lines
 from tjf_core.notification_digest import Digest, DigestBook
 from tjf_core.notification_mail import ComposedEmail, compose_email
-from tjf_core.notifications import JobEvent, events_from_pod, wants_email
+from tjf_core.notifications import JobEvent, wanted_events
 from tjf_emailer.sender import Sender
 from tjf_emailer.settings import EmailerSettings
 from tjf_emailer.spool import Spool
@@ -49,6 +51,7 @@ log = logging.getLogger("tjf_emailer")
 #: Pod timestamps come from the nodes' clocks and reach us late: the watermark keeps a margin.
 WATERMARK_MARGIN = timedelta(minutes=2)
 WATERMARK_EVERY = timedelta(seconds=30)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 #: Reads the last lines of a job's log files: (event, how many, home template) -> lines.
 #: Blocking: the daemon runs it in a thread.
@@ -100,10 +103,22 @@ class Pipeline:
     def feed(self, pod: Mapping[str, Any], *, now: datetime) -> int:
         """Take in one pod; the number of events that are news for a digest."""
         news = 0
-        for event in events_from_pod(pod, namespace_prefix=self.namespace_prefix):
-            if wants_email(event) and self.book.add(event, now=now):
+        for event in wanted_events(pod, namespace_prefix=self.namespace_prefix):
+            if self.book.add(event, now=now):
                 news += 1
         return news
+
+    def remember(self, pod: Mapping[str, Any], *, now: datetime) -> None:
+        """Take in a pod whose events were mailed already (by the previous leader): no news.
+
+        Its timed events are remembered as history, so later sightings are not news either.
+        """
+        book = self.book
+        saved, book.history_before = book.history_before, _END_OF_TIME
+        try:
+            self.feed(pod, now=now)
+        finally:
+            book.history_before = saved
 
     def due(self, *, now: datetime, everything: bool = False) -> list[Digest]:
         """The digests due at ``now``; with ``everything``, all pending ones."""
@@ -123,6 +138,7 @@ class EmailerDaemon:
         clock: Callable[[], datetime] = utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         read_logs: LogReader = read_log_tail, tick: float = 1.0,
+        history_before: datetime | None = None,
     ) -> None:
         self._settings = settings
         self.spool = spool if spool is not None else Spool(settings.send.spool_dir)
@@ -131,6 +147,9 @@ class EmailerDaemon:
         self._read_logs = read_logs
         self._tick = tick
         watermark = self.spool.read_watermark()
+        if history_before is not None:
+            # Handed over by the previous leader: what either of them spooled is history.
+            watermark = max(watermark, history_before) if watermark else history_before
         self.pipeline = Pipeline(
             settings, history_before=watermark or clock() - WATERMARK_MARGIN
         )
@@ -148,6 +167,11 @@ class EmailerDaemon:
     def tasks(self) -> tuple[asyncio.Task[None], ...]:
         """The background tasks while the daemon is entered; none otherwise."""
         return tuple(self._tasks)
+
+    @property
+    def pending(self) -> int:
+        """Events and digests not in the spool yet: when 0, all that was fed is spooled."""
+        return len(self.pipeline.book) + len(self._unspooled)
 
     def update_settings(self, settings: EmailerSettings) -> None:
         """Swap the settings while running (the ConfigMap changed)."""

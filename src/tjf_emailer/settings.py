@@ -12,11 +12,16 @@ Every value is parsed here, once: booleans (``yes``/``no``, ``true``/``false``, 
 travels further. Every invalid value is reported at once, each problem naming its key (or
 environment variable) and value, in an :class:`InvalidSettingsError`. Unknown keys are errors
 too: a misspelt key would otherwise be silently ignored.
+
+The keys of :class:`ClusterSettings` (where the Kubernetes objects are, the Lease timing, the
+health port) and ``spool_dir`` are read at start only (:data:`START_ONLY_KEYS`): a ConfigMap
+change to them is logged and waits for the next start.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -33,6 +38,8 @@ from tjf_core.notification_mail import MailAddressing
 __all__ = [
     "ENV_PREFIX",
     "KEYS",
+    "START_ONLY_KEYS",
+    "ClusterSettings",
     "EmailerSettings",
     "InvalidSettingsError",
     "LogSettings",
@@ -97,6 +104,40 @@ class WatchSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ClusterSettings:
+    """Where the emailer's Kubernetes objects are, and how it runs there. Read at start only.
+
+    The emailer's own objects (the ConfigMap re-read live, the leader election Lease) live in
+    ``namespace``; an empty one means the pod's own namespace (its service account's).
+    """
+
+    #: None: the in-cluster service account.
+    kubeconfig: Path | None = None
+    #: The namespaces whose pods are watched; empty: all of them.
+    watch_namespaces: tuple[str, ...] = ()
+    namespace: str = ""
+    #: Empty: no ConfigMap is watched.
+    configmap_name: str = "tjf-emailer"
+    #: Empty: no leader election, this process always sends (one replica only!).
+    lease_name: str = "tjf-emailer"
+    #: Who this replica is in the Lease; empty: the host name with a random suffix.
+    lease_identity: str = ""
+    #: client-go's defaults: a standby takes over ``lease_duration`` after the last renewal it
+    #: saw; the leader gives up when it could not renew for ``renew_deadline``; every try
+    #: waits ``retry_period``.
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    health_address: str = "0.0.0.0"
+    #: 0: any free port (tests).
+    health_port: int = 8080
+    #: /healthz answers 503 when the pod watch made no progress for this long.
+    watch_stuck_after: float = 300.0
+    #: On SIGTERM, how long to keep sending what is spooled before giving up (it stays spooled).
+    shutdown_grace: float = 10.0
+
+
+@attrs.frozen(kw_only=True)
 class LogSettings:
     """How much of a job's log file an email quotes, and where tools keep their files."""
 
@@ -115,6 +156,7 @@ class EmailerSettings:
     send: SendSettings = attrs.field(factory=SendSettings)
     watch: WatchSettings = attrs.field(factory=WatchSettings)
     logs: LogSettings = attrs.field(factory=LogSettings)
+    cluster: ClusterSettings = attrs.field(factory=ClusterSettings)
     debug: bool = False
 
 
@@ -245,6 +287,28 @@ def _seconds(value: object) -> timedelta:
     return timedelta(seconds=_number(value))
 
 
+def _dns_label(value: object) -> str:
+    text = _text(value)
+    if not _DNS_LABEL.fullmatch(text):
+        raise ValueError("is not a Kubernetes name, use lower case letters, digits and '-'")
+    return text
+
+
+def _optional_dns_label(value: object) -> str:
+    return _dns_label(value) if _text(value) else ""
+
+
+def _namespaces(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else _text(value).split(",")
+    names = tuple(_dns_label(item) for item in items if not isinstance(item, str) or item.strip())
+    if len(set(names)) != len(names):
+        raise ValueError("names a namespace twice")
+    return names
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 # key -> (group attribute or "" for the top level, field name, parser)
 KEYS: dict[str, tuple[str, str, Callable[[object], Any]]] = {
     "email_from_addr": ("addressing", "from_addr", _address),
@@ -271,7 +335,25 @@ KEYS: dict[str, tuple[str, str, Callable[[object], Any]]] = {
     "log_lines": ("logs", "lines", _integer(0, 1000)),
     "home_template": ("logs", "home_template", _template),
     "debug": ("", "debug", _bool),
+    "kubeconfig": ("cluster", "kubeconfig", _optional_path),
+    "watch_namespaces": ("cluster", "watch_namespaces", _namespaces),
+    "namespace": ("cluster", "namespace", _optional_dns_label),
+    "configmap_name": ("cluster", "configmap_name", _optional_dns_label),
+    "lease_name": ("cluster", "lease_name", _optional_dns_label),
+    "lease_identity": ("cluster", "lease_identity", _text),
+    "lease_duration": ("cluster", "lease_duration", _positive),
+    "lease_renew_deadline": ("cluster", "renew_deadline", _positive),
+    "lease_retry_period": ("cluster", "retry_period", _positive),
+    "health_address": ("cluster", "health_address", _host),
+    "health_port": ("cluster", "health_port", _integer(0, 65535)),
+    "watch_stuck_after": ("cluster", "watch_stuck_after", _positive),
+    "shutdown_grace": ("cluster", "shutdown_grace", _number),
 }
+
+#: Keys read when the emailer starts; a live ConfigMap change to them waits for a restart.
+START_ONLY_KEYS = frozenset(
+    {"spool_dir", *(key for key, (group, _, _) in KEYS.items() if group == "cluster")}
+)
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -319,6 +401,12 @@ def _consistency_problems(
     if (smtp.username is None) != (smtp.password_file is None):
         found.append(Problem(name_of("smtp_password_file"),
                              "smtp_username and smtp_password_file go together, set both or none"))
+    cluster = settings.cluster
+    # As client-go: a leader must give up before a standby may take over, and retry in time.
+    if not cluster.lease_duration > cluster.renew_deadline > cluster.retry_period:
+        found.append(Problem(name_of("lease_renew_deadline"), (
+            f"{cluster.renew_deadline} must be below lease_duration ({cluster.lease_duration}) "
+            f"and above lease_retry_period ({cluster.retry_period})")))
     if settings.send.backoff_initial > settings.send.backoff_max:
         found.append(Problem(name_of("send_backoff_initial"), (
             f"{settings.send.backoff_initial} is more than send_backoff_max "

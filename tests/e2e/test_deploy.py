@@ -266,7 +266,8 @@ def test_the_schema_check_is_strict() -> None:
 def test_every_file_belongs_to_a_setup_and_the_documented_tool_role_is_valid() -> None:
     applied = {path for directories in PROFILES.values() for directory in directories
                for path in (DEPLOY / directory).glob("*.yaml")}
-    assert set(ALL_FILES) == applied
+    emailer = set((DEPLOY / "emailer").glob("*.yaml"))  # tests/e2e/test_emailer_deploy.py
+    assert set(ALL_FILES) - emailer == applied
     role = documented_tool_role()
     assert_valid(role)
     assert role["rules"] == [{"apiGroups": [""], "resources": ["users"],

@@ -24,13 +24,18 @@ from tjf_core.errors import TjfError
 from tjf_core.kube.credentials import Credentials
 from tjf_core.kube.errors import error_from_exception, error_from_status
 
-__all__ = ["JSON", "STRATEGIC_MERGE_PATCH", "FollowedLog", "Json", "RequestHook", "Transport"]
+__all__ = [
+    "JSON", "STRATEGIC_MERGE_PATCH", "FollowedLog", "Json", "Refusal", "RequestHook", "Transport",
+]
 
 JSON = "application/json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 Json = dict[str, Any]
 #: Called with (method, path) before each request: for metrics, and for tests that count calls.
 RequestHook = Callable[[str, str], None]
+#: Makes the error raised for a refusal from its (HTTP status, body), for a caller that must
+#: tell statuses apart (a watch's 410 Gone); by default it is :func:`error_from_status`'s.
+Refusal = Callable[[int, bytes], Exception]
 #: What can go wrong below HTTP: urllib3's errors, sockets and TLS (OSError), and the
 #: client's ApiException(status=0) for a TLS failure.
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError, ApiException)
@@ -50,19 +55,25 @@ class Transport:
         self, credentials: Credentials, method: str, path: str, *,
         query: Mapping[str, str] | None = None, body: Json | None = None,
         content_type: str = JSON, kind: str | None = None, name: str | None = None,
-        tool: str | None = None,
+        tool: str | None = None, read_timeout: float | None = None,
+        refusal: Refusal | None = None,
     ) -> Json:
         """The JSON object the API answers; a core error when it refuses or cannot be reached.
 
-        ``kind``, ``name`` and ``tool`` only shape error messages.
+        ``kind``, ``name`` and ``tool`` only shape error messages; ``read_timeout`` replaces
+        the transport's request timeout for this request; ``refusal`` makes the error raised
+        when the API refuses.
         """
+        timeout = self._timeout if read_timeout is None else (self._connect_timeout, read_timeout)
         response = self._send(credentials, method, path, query=query, body=body,
-                              content_type=content_type, timeout=self._timeout)
+                              content_type=content_type, timeout=timeout)
         try:
             data = response.read()
         except _TRANSPORT_ERRORS as error:
             raise error_from_exception(error, server=credentials.server) from None
         if not 200 <= response.status <= 299:
+            if refusal is not None:
+                raise refusal(response.status, data)
             raise error_from_status(response.status, data, kind=kind, name=name, tool=tool,
                                     credentials=credentials.description)
         try:
@@ -77,13 +88,19 @@ class Transport:
     def lines(
         self, credentials: Credentials, path: str, *, query: Mapping[str, str], follow: bool,
         kind: str | None = None, name: str | None = None, tool: str | None = None,
+        read_timeout: float | None = None, refusal: Refusal | None = None,
     ) -> FollowedLog:
-        """The text the API answers, line by line as it arrives (a pod's log).
+        """The text the API answers, line by line as it arrives (a pod's log, a watch's events).
 
-        The request is sent before the first line is asked for, so a refusal raises here.
-        When ``follow``, there is no read timeout: the log may stay quiet for hours.
+        The request is sent before the first line is asked for, so a refusal raises here (the
+        error ``refusal`` makes, when given). When ``follow``, there is no read timeout unless
+        ``read_timeout`` is given: a log may stay quiet for hours, while a watch the server
+        ends after ``timeoutSeconds`` is known dead some time after.
         """
-        timeout = (self._connect_timeout, None) if follow else self._timeout
+        if read_timeout is not None:
+            timeout: tuple[float, float | None] = (self._connect_timeout, read_timeout)
+        else:
+            timeout = (self._connect_timeout, None) if follow else self._timeout
         response = self._send(credentials, "GET", path, query=query, body=None,
                               content_type=JSON, timeout=timeout, accept="*/*")
         raw = cast(urllib3.BaseHTTPResponse, response.response)
@@ -94,6 +111,8 @@ class Transport:
                 data = b""
             finally:
                 raw.release_conn()
+            if refusal is not None:
+                raise refusal(response.status, data)
             raise error_from_status(response.status, data, kind=kind, name=name, tool=tool,
                                     credentials=credentials.description)
         return FollowedLog(raw, server=credentials.server)
@@ -126,8 +145,8 @@ class Transport:
 
 
 class FollowedLog:
-    """The lines of a pod log as they arrive (followed or not); ``abort()`` ends it from any
-    thread.
+    """The lines of a pod log or a watch as they arrive (followed or not); ``abort()`` ends it
+    from any thread.
 
     Read it in one thread (iterating, ``close()``); ``abort()`` is the one method another
     thread may call: it shuts the connection down, so a read waiting for the next line returns
