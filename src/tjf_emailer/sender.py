@@ -193,11 +193,15 @@ class Sender:
                     if outcome == "connection":
                         server_failed = True
                         break
-        finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        except BaseException:
+            # Cancelled (a stop) or failed mid-conversation: no polite QUIT, whose answer
+            # might never come and would keep the stop waiting; the spool keeps what is unsent.
+            client.close()
+            raise
+        try:
+            await client.quit()
+        except (aiosmtplib.SMTPException, OSError):
+            client.close()
         return RoundResult(sent=sent, deferred=deferred, buried=buried,
                            server_failed=server_failed)
 
